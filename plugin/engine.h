@@ -1,0 +1,174 @@
+/* uzram engine: one compressed RAM block device.
+ *
+ * This is the single I/O path behind both front ends: nbdkit's NBD requests
+ * (zram.c) and the `disk` file of the control filesystem (control/).  It owns
+ * the slot table, the compressors, the zsmalloc pool, the statistics and the
+ * device's life cycle, which follows Linux zram's:
+ *
+ *   uninitialised --disksize--> initialised --reset--> uninitialised
+ *
+ * comp_algorithm may change only while uninitialised; disksize is set only
+ * while uninitialised; reset is refused while any client holds the device.
+ *
+ * Every function is safe to call from any thread at any time.  No function
+ * on the I/O path takes a lock wider than one slot.
+ *
+ * Errors are returned as negative errno values, never through errno.
+ */
+#ifndef UZRAM_ENGINE_H
+#define UZRAM_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ZRAM_BLOCK_SHIFT 12
+#define ZRAM_BLOCK_SIZE  (1u << ZRAM_BLOCK_SHIFT)  /* one slot: a 4 KiB page */
+#define ZRAM_SECTOR_SIZE 512                       /* the `stat` file's unit */
+
+/* Counters, listed once so that the struct, the printed names and every
+ * consumer agree (mimalloc's habit).  All count events since the device was
+ * created or last reset, except where zram keeps them across reset.
+ *
+ * X(name, what)
+ */
+#define ZRAM_COUNTERS(X)                                                     \
+  X (pages_stored,     "slots holding compressed data (not same-filled)")   \
+  X (compr_data_size,  "bytes of compressed data stored")                   \
+  X (same_pages,       "slots holding a same-filled page, no allocation")   \
+  X (huge_pages,       "slots stored uncompressed")                         \
+  X (huge_pages_since, "huge pages ever stored since init")                 \
+  X (pages_compacted,  "pages freed by compaction")                         \
+  X (failed_reads,     "reads that failed (corrupt data)")                  \
+  X (failed_writes,    "writes that failed (mem_limit, no memory)")         \
+  X (invalid_io,       "requests out of range or on an uninitialised device") \
+  X (notify_free,      "slots freed by trim or write-zeroes")               \
+  X (miss_free,        "frees that found the slot already empty")           \
+  X (read_ios,         "read requests completed")                           \
+  X (read_sectors,     "512-byte sectors read")                             \
+  X (read_ticks_ns,    "time spent on reads, ns")                           \
+  X (write_ios,        "write requests completed")                          \
+  X (write_sectors,    "512-byte sectors written")                          \
+  X (write_ticks_ns,   "time spent on writes, ns")                          \
+  X (discard_ios,      "trim and write-zeroes requests completed")          \
+  X (discard_sectors,  "512-byte sectors trimmed or zeroed")                \
+  X (discard_ticks_ns, "time spent on trims, ns")                           \
+  X (flush_ios,        "flush requests completed")                          \
+  X (flush_ticks_ns,   "time spent on flushes, ns")                         \
+  X (io_ticks_ns,      "time with at least one request in flight, ns")      \
+  X (time_in_queue_ns, "sum of all requests' times, ns")
+
+struct zram_stats {
+#define X(name, what) uint64_t name;
+  ZRAM_COUNTERS (X)
+#undef X
+  /* Gauges and settings, read at the time of the snapshot. */
+  uint64_t disksize;        /* bytes; 0 while uninitialised */
+  uint64_t orig_data_size;  /* bytes: (pages_stored + same_pages) * 4096 */
+  uint64_t mem_used_total;  /* bytes: zs_get_total_pages * 4096 */
+  uint64_t mem_limit;       /* bytes; 0: no limit */
+  uint64_t mem_used_max;    /* bytes: the peak of mem_used_total */
+  uint64_t in_flight;       /* requests now in progress */
+  uint64_t clients;         /* front-end clients holding the device */
+  bool initialised;
+};
+
+struct zram;
+
+/* A new, uninitialised device with comp_algorithm "lzo" and no mem_limit.
+ * NULL with errno set on failure.
+ */
+struct zram *zram_create (void);
+/* The same, with a page source for the pool (tests inject failures);
+ * pages NULL: the built-in one.
+ */
+struct zs_ops;
+struct zram *zram_create_with (const struct zs_ops *pages);
+void zram_destroy (struct zram *zram);
+
+/* --- Configuration and life cycle (the control files' writes) --- */
+
+/* -EBUSY once initialised; -EINVAL for a name not built in. */
+int zram_set_comp_algorithm (struct zram *zram, const char *name);
+/* The current algorithm's name, e.g. "lzo". */
+const char *zram_comp_algorithm (struct zram *zram);
+/* The algorithms built in, NULL-terminated, in the order the comp_algorithm
+ * file lists them.
+ */
+const char *const *zram_comp_algorithms (void);
+
+/* Initialises the device with bytes rounded up to 4096.  -EBUSY once
+ * initialised; -EINVAL for 0 or a size the slot table cannot address;
+ * -ENOMEM.
+ */
+int zram_set_disksize (struct zram *zram, uint64_t bytes);
+uint64_t zram_disksize (struct zram *zram);
+bool zram_initialised (struct zram *zram);
+
+/* Frees every slot and the pool and returns to uninitialised.  -EBUSY while
+ * any client holds the device.  Keeps what zram keeps: comp_algorithm and
+ * mem_limit.
+ */
+int zram_reset (struct zram *zram);
+
+/* bytes 0: no limit.  Applies to later writes; stored data stays. */
+void zram_set_mem_limit (struct zram *zram, uint64_t bytes);
+/* mem_used_max := the current mem_used_total. */
+void zram_reset_mem_used_max (struct zram *zram);
+/* zs_compact; adds the pages freed to pages_compacted. */
+void zram_compact (struct zram *zram);
+/* Marks every stored slot idle.  -EINVAL while uninitialised. */
+int zram_mark_idle_all (struct zram *zram);
+
+/* --- Clients --- */
+
+/* A front end takes the device before serving it (an NBD connection, an
+ * open `disk` file) and puts it back after.  -ENXIO while uninitialised.
+ */
+int zram_get (struct zram *zram);
+void zram_put (struct zram *zram);
+
+/* --- I/O, only between zram_get and zram_put ---
+ *
+ * Any offset and count within disksize; a partial block is
+ * read-modified-written under its slot's lock.  Out of range: -EINVAL
+ * (invalid_io counts it).  Read of corrupt data: -EIO (failed_reads).
+ * Write over mem_limit: -ENOSPC, allocation failure: -ENOMEM (both count in
+ * failed_writes); the block keeps its old contents.
+ */
+int zram_read (struct zram *zram, void *buf, uint32_t count, uint64_t offset);
+int zram_write (struct zram *zram, const void *buf, uint32_t count,
+                uint64_t offset);
+/* Frees whole blocks in the range (notify_free); partial blocks at either
+ * end are left as they are (trim may do nothing).
+ */
+int zram_discard (struct zram *zram, uint32_t count, uint64_t offset);
+/* Whole blocks are freed, partial ones rewritten with zeroes. */
+int zram_write_zeroes (struct zram *zram, uint32_t count, uint64_t offset);
+int zram_flush (struct zram *zram);
+
+/* Calls fn for consecutive runs covering at least [offset, offset+count),
+ * each of whole blocks: hole true for blocks never written, trimmed or
+ * holding zeroes, false for data.  Stops at fn's first non-zero return and
+ * returns it.
+ */
+typedef int (*zram_extent_fn) (void *opaque, uint64_t offset,
+                               uint64_t length, bool hole);
+int zram_extents (struct zram *zram, uint32_t count, uint64_t offset,
+                  zram_extent_fn fn, void *opaque);
+
+/* --- Statistics: never block I/O --- */
+void zram_get_stats (struct zram *zram, struct zram_stats *out);
+/* The pool's size classes, as zs_pool_class_stats; 0 while uninitialised. */
+struct zs_class_stat;
+size_t zram_class_stats (struct zram *zram, struct zs_class_stat *out,
+                         size_t n);
+
+/* --- Test hooks --- */
+/* Flips the bits of mask in byte `byte` of the stored object of block
+ * `index` (compressed or huge).  -ENOENT if the slot holds no object.
+ */
+int zram_test_corrupt (struct zram *zram, uint64_t index, uint32_t byte,
+                       uint8_t mask);
+
+#endif /* UZRAM_ENGINE_H */

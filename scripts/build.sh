@@ -1,0 +1,21 @@
+#!/bin/bash
+# Installs what uzram needs (scripts/install-deps.sh), then builds it in
+# BUILDDIR (default: the source tree) with the given configure options.
+#   scripts/build.sh [BUILDDIR [configure options...]]
+set -e
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$src}; shift || true
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+"$src/scripts/install-deps.sh"
+cd "$src"
+[ -x configure ] && [ configure -nt configure.ac ] && [ configure -nt Makefile.am ] ||
+    autoreconf -fi
+mkdir -p "$build"
+cd "$build"
+# Reconfigure when the options change.
+want="$*"
+if [ ! -f Makefile ] || [ "$(cat .uzram-configure-args 2>/dev/null)" != "$want" ]; then
+    "$src/configure" --enable-werror "$@"
+    echo "$want" > .uzram-configure-args
+fi
+make -j"$(nproc)"

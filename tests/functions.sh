@@ -1,0 +1,97 @@
+# Shared by the shell tests: source "$top_srcdir/tests/functions.sh".
+#
+# - cleanup_fn CMD...     run CMD at exit, last registered first, also when
+#                         the test fails or is interrupted.
+# - need_tool TOOL...     a missing tool is a failure (scripts/install-deps.sh
+#                         installs them all); tests never skip for a tool.
+# - skip_test REASON      exit 77 (automake's skip): only for what this
+#                         kernel lacks, with the reason printed.
+# - start_zram ARGS...    a real nbdkit serving the plugin on a Unix socket,
+#                         in the foreground of a background job, stopped at
+#                         exit by its pid.  Sets $sock, $uri, $nbdkit_pid,
+#                         $tmpdir.  Waits at most 20 s for it to come up.
+# - stop_nbdkit PID       SIGTERM, wait up to 10 s, then SIGKILL.
+# - fail MSG              print and exit 1.
+set -e
+set -u
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+export LC_ALL=C
+
+: "${top_srcdir:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+: "${PLUGIN:=$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}"
+
+_cleanups=()
+cleanup_fn () { _cleanups+=("$*"); }
+_run_cleanups ()
+{
+    local rc=$? i
+    set +e
+    for (( i=${#_cleanups[@]}-1; i>=0; i-- )); do
+        eval "${_cleanups[i]}"
+    done
+    exit $rc
+}
+trap _run_cleanups EXIT
+trap 'echo "$0: interrupted" >&2; exit 130' INT TERM HUP
+
+fail () { echo "FAIL: $0: $*" >&2; exit 1; }
+
+need_tool ()
+{
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 ||
+            fail "needs '$t', which is not installed: run scripts/install-deps.sh"
+    done
+}
+
+skip_test () { echo "SKIP: $0: $*"; exit 77; }
+
+tmpdir=$(mktemp -d /tmp/uzram-test.XXXXXX)
+cleanup_fn 'rm -rf "$tmpdir"'
+
+stop_nbdkit ()
+{
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for (( i=0; i<100; i++ )); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+        sleep 0.1
+    done
+    echo "$0: nbdkit pid $pid ignored SIGTERM for 10 s, killing it" >&2
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+# start_zram [nbdkit options --] plugin args...
+# Options before a literal -- go to nbdkit (e.g. -D zram.stats=1); without
+# --, every argument is the plugin's.
+_nstart=0
+start_zram ()
+{
+    local nbdkit_opts=() a
+    if printf '%s\n' "$@" | grep -qx -- '--'; then
+        while [ $# -gt 0 ]; do
+            a=$1; shift
+            [ "$a" = -- ] && break
+            nbdkit_opts+=("$a")
+        done
+    fi
+    _nstart=$((_nstart+1))
+    sock=$tmpdir/nbd$_nstart.sock
+    local pidfile=$tmpdir/nbdkit$_nstart.pid
+    nbdkit -f --exit-with-parent -U "$sock" -P "$pidfile" \
+        "${nbdkit_opts[@]}" "$PLUGIN" "$@" &
+    nbdkit_pid=$!
+    cleanup_fn "stop_nbdkit $nbdkit_pid"
+    local i
+    for (( i=0; i<200; i++ )); do
+        [ -s "$pidfile" ] && [ -S "$sock" ] && break
+        kill -0 "$nbdkit_pid" 2>/dev/null || fail "nbdkit exited at start-up: $*"
+        sleep 0.1
+    done
+    [ -S "$sock" ] || fail "nbdkit did not come up in 20 s: $*"
+    uri="nbd+unix:///?socket=$sock"
+}
