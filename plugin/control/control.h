@@ -1,0 +1,37 @@
+/* uzram control filesystem: zram's sysfs files, and the device as `disk`.
+ *
+ * A FUSE filesystem (libfuse3, low level) mounted at DIR inside the nbdkit
+ * process, serving the files Linux shows in /sys/block/zramN/ (same names,
+ * modes, formats, write rules and error codes) plus `classes` and `disk`.
+ * The attribute table (names, modes, show/store) is in attrs.h; this is the
+ * FUSE side and the mount's life cycle.
+ */
+#ifndef UZRAM_CONTROL_H
+#define UZRAM_CONTROL_H
+
+#include <stdbool.h>
+
+struct zram;
+
+struct control_opts {
+  bool allow_other;   /* let other users read (modes still apply) */
+};
+
+/* Checks DIR before nbdkit forks: it must be a directory (or a mountpoint
+ * left stale by a killed earlier run, which control_start remounts).
+ * Returns 0, or -1 after nbdkit_error naming the problem.
+ */
+int control_check_dir (const char *dir);
+
+/* Mounts the filesystem at DIR and starts its threads (call it after
+ * nbdkit forks).  Returns NULL after nbdkit_error on failure.
+ */
+struct control *control_start (struct zram *zram, const char *dir,
+                               const struct control_opts *opts);
+
+/* Unmounts and joins the threads.  Safe to call with NULL, and from an
+ * atexit handler.
+ */
+void control_stop (struct control *control);
+
+#endif /* UZRAM_CONTROL_H */
