@@ -21,6 +21,20 @@ export LC_ALL=C
 : "${top_builddir:=$top_srcdir}"
 : "${PLUGIN:=$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}"
 
+# In a sanitizer build (tests/Makefile.am exports SANITIZERS) the plugin
+# needs the sanitizer's runtime in nbdkit, which is not built with it:
+# nbdkit_preload is the LD_PRELOAD that start_zram uses.
+nbdkit_preload=
+case "${SANITIZERS:-}" in
+*address*) nbdkit_preload=$(clang -print-file-name=libclang_rt.asan-x86_64.so) ;;
+*thread*)  nbdkit_preload=$(clang -print-file-name=libclang_rt.tsan-x86_64.so) ;;
+esac
+# A sanitizer's report fails the test: nbdkit exits non-zero, and the
+# report is on stderr, which automake keeps in the test's .log.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+
 _cleanups=()
 cleanup_fn () { _cleanups+=("$*"); }
 _run_cleanups ()
@@ -82,6 +96,7 @@ start_zram ()
     _nstart=$((_nstart+1))
     sock=$tmpdir/nbd$_nstart.sock
     local pidfile=$tmpdir/nbdkit$_nstart.pid
+    LD_PRELOAD=$nbdkit_preload \
     nbdkit -f --exit-with-parent -U "$sock" -P "$pidfile" \
         "${nbdkit_opts[@]}" "$PLUGIN" "$@" &
     nbdkit_pid=$!
