@@ -110,3 +110,41 @@ start_zram ()
     [ -S "$sock" ] || fail "nbdkit did not come up in 20 s: $*"
     uri="nbd+unix:///?socket=$sock"
 }
+
+# --- memory cgroups (v1 or v2) for swap workloads ---
+# cg_create LIMIT_BYTES: makes a memory cgroup with that limit, removed at
+# exit; sets $cg.  cg_run CMD...: runs CMD alone in it (the shell that
+# execs CMD joins the cgroup; nbdkit and the test stay outside).
+cg=
+cg_create ()
+{
+    local limit=$1 v2
+    if [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then
+        cg=/sys/fs/cgroup/memory/uzram-test-$$
+        mkdir "$cg" || fail "cannot create the memory cgroup $cg"
+        cleanup_fn 'cg_remove'
+        echo "$limit" > "$cg/memory.limit_in_bytes"
+        echo 100 > "$cg/memory.swappiness" 2>/dev/null || :
+        return 0
+    fi
+    v2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+    if [ -n "$v2" ] && grep -qw memory "$v2/cgroup.controllers" 2>/dev/null; then
+        echo +memory > "$v2/cgroup.subtree_control" 2>/dev/null || :
+        cg=$v2/uzram-test-$$
+        mkdir "$cg" || fail "cannot create the memory cgroup $cg"
+        cleanup_fn 'cg_remove'
+        echo "$limit" > "$cg/memory.max"
+        echo max > "$cg/memory.swap.max" 2>/dev/null || :
+        return 0
+    fi
+    skip_test "this kernel has no memory cgroup controller (v1 or v2)"
+}
+cg_run () { sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"; }
+cg_remove ()
+{
+    [ -n "$cg" ] && [ -d "$cg" ] || return 0
+    local p
+    for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+    timeout 10 sh -c 'while ! rmdir "$0" 2>/dev/null; do sleep 0.2; done' "$cg" ||
+        echo "$0: could not remove cgroup $cg" >&2
+}
