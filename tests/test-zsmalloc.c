@@ -378,6 +378,19 @@ rss_anon_kb (void)
   return kb;
 }
 
+static int
+running_tsan (void)
+{
+#if defined(__SANITIZE_THREAD__)
+  return 1;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  return 1;
+#endif
+#endif
+  return 0;
+}
+
 static void
 test_rss (void)
 {
@@ -401,7 +414,11 @@ test_rss (void)
           base, full, freed);
   if (full - base < 50000)
     FAIL ("RssAnon rose by only %ld kB for 64 MB", full - base);
-  if (freed - base > 4096)
+  /* Under ThreadSanitizer RssAnon also counts the shadow of the pool's
+   * pages (3 times their size), part of which TSan keeps after the pages
+   * are gone: allow that, but still demand most of the rise back.
+   */
+  if (freed - base > (full - base) / (running_tsan () ? 5 : 20))
     FAIL ("RssAnon stays %ld kB above the start after freeing all",
           freed - base);
   zs_destroy_pool (pool);
