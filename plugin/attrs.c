@@ -22,12 +22,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "attrs.h"
 #include "engine.h"
 #include "zsmalloc.h"
 
 #define NSEC_PER_MSEC 1000000ull
+
+/* How long reset waits for clients that are closing (see reset_store):
+ * long enough for a release in flight, short enough that EBUSY for a
+ * client that stays is prompt.
+ */
+#define RESET_GRACE_MS 250
 
 /* sysfs_streq and kstrto* accept exactly one trailing newline (what
  * `echo` adds); strip it.
@@ -379,12 +386,18 @@ reset_store (struct zram *zram, const char *buf, size_t len)
 {
   size_t n = strip_newline (buf, len), used;
   uint64_t v;
-  int r;
+  int r, i;
 
   /* kstrtou16: a number up to 65535; 0 is EINVAL, anything else resets. */
   if (parse_u64 (buf, n, &v, &used) || used != n || v == 0 || v > 65535)
     return -EINVAL;
-  r = zram_reset (zram);
+  /* A client that has just gone may still be on its way out: FUSE sends
+   * `disk`'s release after close(2) has returned, and nbdkit closes a
+   * connection after the client's exit.  `losetup -d; echo 1 > reset`
+   * should work as it does with zram, so give them a moment.
+   */
+  for (i = 0; (r = zram_reset (zram)) == -EBUSY && i < RESET_GRACE_MS; i++)
+    nanosleep (&(struct timespec) { .tv_nsec = 1000000 }, NULL);
   return r < 0 ? r : (ssize_t) len;
 }
 

@@ -156,10 +156,12 @@ control_stat (struct control *c, fuse_ino_t ino, struct stat *st)
     st->st_nlink = 2;
   }
   else if ((attr = ino_attr (ino)) != NULL) {
-    /* sysfs says 4096 for every attribute; reads ignore it (direct_io). */
+    /* sysfs says 4096 for every attribute, debugfs (classes, which can
+     * be longer) 0; reads ignore it (direct_io), but tail(1) seeks by it.
+     */
     st->st_mode = S_IFREG | attr->mode;
     st->st_nlink = 1;
-    st->st_size = 4096;
+    st->st_size = strcmp (attr->name, "classes") == 0 ? 0 : 4096;
   }
   else if (ino == DISK_INO) {
     st->st_mode = S_IFREG | 0600;
