@@ -16,6 +16,7 @@
 #                        FILE's bytes must be exactly EXPECTED.
 # - field FILE N         the Nth whitespace-separated field of FILE.
 # - attach_loop FILE     losetup --direct-io=on, detached at exit; sets $loop.
+# - detach_loop LOOP FILE  losetup -d LOOP if it is still over FILE.
 # - hold_client NAME     an NBD client (nbdsh) that connects, writes block 0
 #                        and stays connected; release_client NAME ends it.
 need_tool nbdkit nbdsh losetup timeout
@@ -141,9 +142,20 @@ attach_loop ()
 {
     loop=$(timeout 20 losetup --direct-io=on -f --show "$1") ||
         fail "losetup --direct-io=on $1 failed"
-    cleanup_fn "timeout 20 losetup -d $loop"
+    cleanup_fn "detach_loop $loop $1"
     [ "$(cat /sys/block/${loop#/dev/}/loop/dio)" = 1 ] ||
         fail "$loop over $1 did not get direct I/O"
+}
+
+# Detaches LOOP if it is still over FILE (not if another test has taken
+# the device since).
+detach_loop ()
+{
+    local back
+    back=$(losetup -n -O BACK-FILE "$1" 2>/dev/null) || return 0
+    [ "$back" = "$2" ] || [ "$back" = "$2 (deleted)" ] || return 0
+    swapoff "$1" 2>/dev/null || :
+    timeout 20 losetup -d "$1"
 }
 
 hold_client ()
