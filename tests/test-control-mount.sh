@@ -85,4 +85,7 @@ timeout 20 dd if="$loop" of=/dev/null bs=4k count=1 iflag=direct status=none 2>/
     fail "a read from $loop succeeded with the server gone"
 rc=$?
 [ $rc -ne 124 ] || fail "a read from $loop hung with the server gone"
+# Ours, though its backing file now shows as "/disk" (the mount is gone),
+# so detach_loop at exit would not recognise it.
+timeout 20 losetup -d "$loop" || fail "detaching $loop after the server went"
 echo "PASS: $0"

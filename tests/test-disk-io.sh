@@ -37,6 +37,21 @@ os.fsync(fd)
 os.close(fd)
 " || fail "NBD and disk interleaved"
 
+# The threads that served `disk` run as I/O flushers (PR_SET_IO_FLUSHER
+# sets PF_MEMALLOC_NOIO, 0x80000, in the task's flags), where the kernel
+# lets us (it needs CAP_SYS_RESOURCE; without it nbdkit says so with -v).
+if python3 -c 'import ctypes, sys
+sys.exit(ctypes.CDLL(None).prctl(57, 1, 0, 0, 0) != 0)'; then
+    flushers=0
+    for t in /proc/$nbdkit_pid/task/*/stat; do
+        flags=$(sed 's/.*) //' "$t" 2>/dev/null | cut -d' ' -f7)
+        [ -n "$flags" ] && (( flags & 0x80000 )) && flushers=$((flushers + 1))
+    done
+    [ $flushers -gt 0 ] || fail "no nbdkit thread has PR_SET_IO_FLUSHER"
+else
+    echo "PR_SET_IO_FLUSHER not permitted here (no CAP_SYS_RESOURCE): not checked"
+fi
+
 # --- reads and writes at the end of the device ---
 size=$((32 << 20))
 timeout 30 python3 - "$ctl/disk" $size <<'EOF' || fail "end of device"

@@ -47,6 +47,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -213,11 +214,13 @@ static void
 set_io_flusher (void)
 {
   static __thread bool done;
+  static atomic_bool said;
 
   if (done)
     return;
   done = true;
-  if (prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0) == -1)
+  if (prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0) == -1 &&
+      !atomic_exchange (&said, true))
     nbdkit_debug ("control: prctl PR_SET_IO_FLUSHER: %m "
                   "(swap on `disk` could deadlock under memory pressure)");
 }
