@@ -11,7 +11,7 @@ attach_loop "$ctl/disk"
 timeout 300 fio --name=verify --filename="$loop" --ioengine=libaio --direct=1 \
     --rw=randwrite --bsrange=4k-256k --iodepth=32 --size=96M \
     --verify=crc32c --verify_fatal=1 --do_verify=1 --buffer_compress_percentage=60 \
-    --refill_buffers --randrepeat=0 --output="$tmpdir/fio.out" ||
+    --refill_buffers --randrepeat=0 --verify_state_save=0 --output="$tmpdir/fio.out" ||
     { cat "$tmpdir/fio.out"; fail "fio verify on $loop"; }
 grep -q "err= 0" "$tmpdir/fio.out" || { cat "$tmpdir/fio.out"; fail "fio reported errors"; }
 timeout 300 fio --name=trimwrite --filename="$loop" --ioengine=libaio --direct=1 \
