@@ -538,7 +538,7 @@ sparse (void)
  * statistics, compact and mark idle meanwhile.
  */
 #define HOT_BLOCKS 16
-#define THREAD_OPS 3000
+#define THREAD_OPS 10000
 
 static void
 make_block (unsigned char *p, uint64_t seed)
