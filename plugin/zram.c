@@ -128,6 +128,10 @@ zram_config (const char *key, const char *value)
       nbdkit_error ("size=%s: the disk needs at least one byte", value);
       return -1;
     }
+    if (n > ZRAM_MAX_DISKSIZE) {
+      nbdkit_error ("size=%s: larger than the largest disk, 1P", value);
+      return -1;
+    }
     size = n;
   }
   else if (strcmp (key, "comp_algorithm") == 0) {
@@ -208,9 +212,7 @@ zram_get_ready (void)
   if (size > 0) {
     r = zram_set_disksize (zram, size);
     if (r < 0) {
-      nbdkit_error ("size=%" PRIi64 ": %s", size,
-                    r == -EINVAL ? "larger than the largest disk (1 PiB)"
-                    : strerror (-r));
+      nbdkit_error ("size=%" PRIi64 ": %s", size, strerror (-r));
       return -1;
     }
   }
