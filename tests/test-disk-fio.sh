@@ -1,0 +1,22 @@
+#!/bin/bash
+# fio with libaio and verification on a loop device over `disk`, at queue
+# depth 32, random writes of mixed sizes then a verify pass, with trims
+# mixed in.
+source "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
+source "$top_srcdir/tests/control-lib.sh"
+need_tool fio
+
+start_ctl size=128M
+attach_loop "$ctl/disk"
+timeout 300 fio --name=verify --filename="$loop" --ioengine=libaio --direct=1 \
+    --rw=randwrite --bsrange=4k-256k --iodepth=32 --size=96M \
+    --verify=crc32c --verify_fatal=1 --do_verify=1 --buffer_compress_percentage=60 \
+    --refill_buffers --randrepeat=0 --verify_state_save=0 --output="$tmpdir/fio.out" ||
+    { cat "$tmpdir/fio.out"; fail "fio verify on $loop"; }
+grep -q "err= 0" "$tmpdir/fio.out" || { cat "$tmpdir/fio.out"; fail "fio reported errors"; }
+timeout 300 fio --name=trimwrite --filename="$loop" --ioengine=libaio --direct=1 \
+    --rw=randtrim --bs=64k --iodepth=16 --size=32M --output="$tmpdir/fio2.out" ||
+    { cat "$tmpdir/fio2.out"; fail "fio randtrim on $loop"; }
+[ "$(field "$ctl/io_stat" 4)" -gt 0 ] || fail "fio's trims freed nothing"
+[ "$(field "$ctl/io_stat" 1)" = 0 ] || fail "failed reads: $(cat "$ctl/io_stat")"
+echo "PASS: $0"
