@@ -42,8 +42,8 @@
   X (failed_reads,     "reads that failed (corrupt data)")                  \
   X (failed_writes,    "writes that failed (mem_limit, no memory)")         \
   X (invalid_io,       "requests out of range or on an uninitialised device") \
-  X (notify_free,      "slots freed by trim or write-zeroes")               \
-  X (miss_free,        "frees that found the slot already empty")           \
+  X (notify_free,      "whole blocks trimmed or zeroed, as zram counts")    \
+  X (miss_free,        "of those, blocks that were already empty")          \
   X (read_ios,         "read requests completed")                           \
   X (read_sectors,     "512-byte sectors read")                             \
   X (read_ticks_ns,    "time spent on reads, ns")                           \
@@ -106,10 +106,20 @@ uint64_t zram_disksize (struct zram *zram);
 bool zram_initialised (struct zram *zram);
 
 /* Frees every slot and the pool and returns to uninitialised.  -EBUSY while
- * any client holds the device.  Keeps what zram keeps: comp_algorithm and
- * mem_limit.
+ * any client holds the device.  Zeroes every statistic (mem_used_max
+ * included), and, as Linux 6.18 does, puts comp_algorithm and mem_limit
+ * back to their defaults (see zram_set_defaults).
  */
 int zram_reset (struct zram *zram);
+
+/* The comp_algorithm and mem_limit that reset returns to: "lzo" and 0 (no
+ * limit) unless set here.  Linux returns to its built-in default compressor
+ * and no limit; the plugin makes its command line's comp_algorithm= and
+ * mem_limit= the defaults.  Applies them at once if uninitialised.
+ * -EINVAL for an algorithm not built in.
+ */
+int zram_set_defaults (struct zram *zram, const char *comp_algorithm,
+                       uint64_t mem_limit);
 
 /* bytes 0: no limit.  Applies to later writes; stored data stays. */
 void zram_set_mem_limit (struct zram *zram, uint64_t bytes);

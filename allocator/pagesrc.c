@@ -1,0 +1,330 @@
+/* uzram: libzsmalloc's page source.
+ *
+ * The built-in source maps anonymous memory in chunks of CHUNK_PAGES pages
+ * and hands out single 4 KiB pages:
+ *
+ *   src->chunks[]  sorted by address    src->hot[]: recently freed pages,
+ *   +---------+---------+---------+     still resident, handed out first
+ *   | chunk 0 | chunk 1 | chunk 2 |
+ *   +---------+---------+---------+
+ *     |  base: 2 MiB of PROT_READ|WRITE, MADV_NOHUGEPAGE
+ *     |  free[]: stack of the indices of its pages not handed out
+ *
+ * A freed page goes to the hot stack while it has room; otherwise it is
+ * given back to the system with madvise(MADV_DONTNEED) (so RssAnon falls)
+ * and returns to its chunk's free stack.  A chunk whose pages are all free
+ * is unmapped, except one kept as a spare against map/unmap churn.
+ * Allocation takes the lowest-addressed chunk with a free page, so that
+ * pages concentrate in few chunks and the others can empty.
+ *
+ * With struct zs_ops, every call goes to the caller's functions one page at
+ * a time, and no state is kept here.
+ *
+ * Locking: src->lock protects everything above; it is a leaf lock (nothing
+ * else is taken while it is held) and no system call runs under it.  It is
+ * taken once per zspage created or freed, not per object.
+ *
+ * To do: per-thread hot stacks if the one lock ever shows in profiles.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "pagesrc.h"
+
+/* 2 MiB: one huge-page-sized mapping per 512 pages keeps the number of
+ * mappings (and munmap calls) low; the page indices fit in uint16_t.
+ */
+#define CHUNK_PAGES 512
+#define CHUNK_SIZE (CHUNK_PAGES * ZS_PAGE_SIZE)
+
+/* At most this many freed pages stay resident for reuse: 256 KiB, small
+ * against any pool worth compressing, and it spares a madvise and a page
+ * fault each time a zspage is freed and another created soon after.
+ */
+#define HOT_PAGES 64
+
+struct chunk {
+  char *base;
+  unsigned nfree;                  /* entries in free[] */
+  uint16_t free[CHUNK_PAGES];
+};
+
+struct page_source {
+  struct zs_ops ops;
+  int builtin;
+  pthread_mutex_t lock;
+  struct chunk **chunks;           /* sorted by base */
+  size_t nchunks, cap;
+  size_t first_free;               /* no chunk below this has a free page */
+  void *hot[HOT_PAGES];
+  unsigned nhot;
+};
+
+struct page_source *
+pagesrc_create (const struct zs_ops *ops)
+{
+  struct page_source *src = calloc (1, sizeof *src);
+
+  if (!src)
+    return NULL;
+  if (ops)
+    src->ops = *ops;
+  else
+    src->builtin = 1;
+  pthread_mutex_init (&src->lock, NULL);
+  return src;
+}
+
+void
+pagesrc_destroy (struct page_source *src)
+{
+  size_t i;
+
+  if (!src)
+    return;
+  for (i = 0; i < src->nchunks; i++) {
+    munmap (src->chunks[i]->base, CHUNK_SIZE);
+    free (src->chunks[i]);
+  }
+  free (src->chunks);
+  pthread_mutex_destroy (&src->lock);
+  free (src);
+}
+
+/* The chunk holding page, or the index where a chunk at page would go. */
+static size_t
+find_chunk (struct page_source *src, const void *page)
+{
+  size_t lo = 0, hi = src->nchunks;
+
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    const char *b = src->chunks[mid]->base;
+
+    if ((const char *) page < b)
+      hi = mid;
+    else if ((const char *) page >= b + CHUNK_SIZE)
+      lo = mid + 1;
+    else
+      return mid;
+  }
+  return lo;
+}
+
+/* Maps a new chunk outside the lock.  NULL on failure. */
+static struct chunk *
+map_chunk (void)
+{
+  struct chunk *c = malloc (sizeof *c);
+  unsigned i;
+
+  if (!c)
+    return NULL;
+  c->base = mmap (NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (c->base == MAP_FAILED) {
+    free (c);
+    return NULL;
+  }
+  /* A transparent huge page would make one touched 4 KiB page cost 2 MiB
+   * of RSS, and madvise of a single page would have to split it.
+   */
+  madvise (c->base, CHUNK_SIZE, MADV_NOHUGEPAGE);
+  /* Lowest page on top of the stack: pages fill the chunk in order. */
+  c->nfree = CHUNK_PAGES;
+  for (i = 0; i < CHUNK_PAGES; i++)
+    c->free[i] = CHUNK_PAGES - 1 - i;
+  return c;
+}
+
+/* Inserts c in address order.  Called with src->lock held.  -1 if the
+ * array cannot grow.
+ */
+static int
+insert_chunk (struct page_source *src, struct chunk *c)
+{
+  size_t at;
+
+  if (src->nchunks == src->cap) {
+    size_t cap = src->cap ? src->cap * 2 : 16;
+    struct chunk **a = realloc (src->chunks, cap * sizeof *a);
+
+    if (!a)
+      return -1;
+    src->chunks = a;
+    src->cap = cap;
+  }
+  at = find_chunk (src, c->base);
+  memmove (&src->chunks[at + 1], &src->chunks[at],
+           (src->nchunks - at) * sizeof *src->chunks);
+  src->chunks[at] = c;
+  src->nchunks++;
+  if (at < src->first_free)
+    src->first_free = at;
+  return 0;
+}
+
+/* Takes up to n pages from the hot stack and the chunks.  Called with
+ * src->lock held.  Returns how many it took.
+ */
+static unsigned
+take_pages (struct page_source *src, void **pages, unsigned n)
+{
+  unsigned got = 0;
+
+  while (got < n && src->nhot > 0)
+    pages[got++] = src->hot[--src->nhot];
+  while (got < n && src->first_free < src->nchunks) {
+    struct chunk *c = src->chunks[src->first_free];
+
+    if (c->nfree == 0) {
+      src->first_free++;
+      continue;
+    }
+    pages[got++] = c->base + (size_t) c->free[--c->nfree] * ZS_PAGE_SIZE;
+  }
+  return got;
+}
+
+static int
+alloc_builtin (struct page_source *src, void **pages, unsigned n)
+{
+  unsigned got;
+
+  pthread_mutex_lock (&src->lock);
+  got = take_pages (src, pages, n);
+  while (got < n) {
+    struct chunk *c;
+    int r;
+
+    pthread_mutex_unlock (&src->lock);
+    c = map_chunk ();
+    pthread_mutex_lock (&src->lock);
+    r = c ? insert_chunk (src, c) : -1;
+    if (r == -1) {
+      pthread_mutex_unlock (&src->lock);
+      if (c) {
+        munmap (c->base, CHUNK_SIZE);
+        free (c);
+      }
+      if (got)
+        pagesrc_free (src, pages, got);
+      errno = ENOMEM;
+      return -1;
+    }
+    got += take_pages (src, pages + got, n - got);
+  }
+  pthread_mutex_unlock (&src->lock);
+  return 0;
+}
+
+int
+pagesrc_alloc (struct page_source *src, void **pages, unsigned n)
+{
+  unsigned i;
+
+  if (src->builtin)
+    return alloc_builtin (src, pages, n);
+  for (i = 0; i < n; i++) {
+    pages[i] = src->ops.alloc_page (src->ops.ctx);
+    if (!pages[i]) {
+      while (i-- > 0)
+        src->ops.free_page (src->ops.ctx, pages[i]);
+      errno = ENOMEM;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Returns pages (already madvised) to their chunks and collects chunks
+ * that became empty into *empty (all but one spare).  Called with
+ * src->lock held.
+ */
+static void
+return_pages (struct page_source *src, void *const *pages, unsigned n,
+              struct chunk **empty, unsigned *nempty)
+{
+  unsigned i;
+
+  for (i = 0; i < n; i++) {
+    size_t at = find_chunk (src, pages[i]);
+    struct chunk *c;
+
+    assert (at < src->nchunks);
+    c = src->chunks[at];
+    assert (c->nfree < CHUNK_PAGES);
+    c->free[c->nfree++] = ((char *) pages[i] - c->base) >> ZS_PAGE_SHIFT;
+    if (at < src->first_free)
+      src->first_free = at;
+  }
+  /* Unmap empty chunks, keeping the lowest as a spare. */
+  {
+    size_t j, kept = 0, w = 0;
+
+    for (j = 0; j < src->nchunks; j++) {
+      struct chunk *c = src->chunks[j];
+
+      if (c->nfree == CHUNK_PAGES && kept++ > 0)
+        empty[(*nempty)++] = c;
+      else
+        src->chunks[w++] = c;
+    }
+    src->nchunks = w;
+    src->first_free = 0;
+  }
+}
+
+void
+pagesrc_free (struct page_source *src, void *const *pages, unsigned n)
+{
+  /* A zspage has at most a few dozen pages; larger calls go in pieces. */
+  enum { BATCH = 64 };
+  void *cold[BATCH];
+  struct chunk *empty[BATCH + 1];
+  unsigned i, ncold = 0, nempty = 0;
+
+  if (!src->builtin) {
+    for (i = 0; i < n; i++)
+      src->ops.free_page (src->ops.ctx, pages[i]);
+    return;
+  }
+  while (n > BATCH) {
+    pagesrc_free (src, pages, BATCH);
+    pages += BATCH;
+    n -= BATCH;
+  }
+
+  pthread_mutex_lock (&src->lock);
+  for (i = 0; i < n; i++) {
+    if (src->nhot < HOT_PAGES)
+      src->hot[src->nhot++] = pages[i];
+    else
+      cold[ncold++] = pages[i];
+  }
+  pthread_mutex_unlock (&src->lock);
+  if (ncold == 0)
+    return;
+
+  /* The pages are in no free list now, so nobody can take them while the
+   * system call runs.
+   */
+  for (i = 0; i < ncold; i++)
+    madvise (cold[i], ZS_PAGE_SIZE, MADV_DONTNEED);
+
+  pthread_mutex_lock (&src->lock);
+  return_pages (src, cold, ncold, empty, &nempty);
+  pthread_mutex_unlock (&src->lock);
+
+  for (i = 0; i < nempty; i++) {
+    munmap (empty[i]->base, CHUNK_SIZE);
+    free (empty[i]);
+  }
+}

@@ -1,0 +1,1002 @@
+/* uzram: libzsmalloc, a userspace zsmalloc.
+ *
+ * Data structure
+ * --------------
+ * Objects of 1..4096 bytes are rounded up to a size class (32 bytes, then
+ * steps of ZS_CLASS_DELTA).  A size class cuts zspages into equal slots: a
+ * zspage is a chain of pages_per_zspage single 4 KiB pages from the page
+ * source (pagesrc.c), not contiguous, and a slot may span the boundary
+ * between two of them:
+ *
+ *   zspage (3 pages, class size 1328, 9 slots)
+ *   pages[0]             pages[1]             pages[2]
+ *   +------+------+------|+------+------+-----|-+------+------+------+--+
+ *   |  0   |  1   |  2   ||  3   |  4   |  5  | |  6   |  7   |  8   |  |
+ *   +------+------+------|+------+------+-----|-+------+------+------+--+
+ *                     slot 2 spans          slot 5 spans          tail waste
+ *
+ * Per class, pages_per_zspage (1..ZS_MAX_PAGES_PER_ZSPAGE) is chosen to
+ * waste the smallest fraction of the chain in its tail; neighbouring classes
+ * that end up with the same pages and objects per zspage are merged into the
+ * largest of them, as they would hold the same count in the same pages.
+ * The class of one object per page is the huge class; zs_huge_class_size()
+ * is the smallest size that lands there.
+ *
+ * The page bytes hold nothing but object data.  Per zspage, a small header
+ * (struct zspage, malloc'd) holds the page pointers and the reverse map:
+ * one 32-bit word per slot, the handle index of the object in it, or, for a
+ * free slot, the next free slot (the zspage's free list).
+ *
+ * Handles: an object's handle is the index of a handle slot, a word that
+ * holds the object's location (zspage, slot, class).  Compaction moves the
+ * object and rewrites the word; the handle never changes.  Handle slots
+ * live in chunks of HANDLE_CHUNK slots, reached through a directory that is
+ * filled in with a compare-and-swap, so the table grows without a lock.
+ * Free handle slots are chained through their own word, in HANDLE_SHARDS
+ * free lists, each with its own lock; a thread uses one shard and steals
+ * from the others before taking a never-used index.  Cost: 8 bytes per
+ * handle, plus the 4-byte reverse map word per slot.
+ *
+ *   handle slot word, live:  zspage>>6 (42 bits) | class (9) | slot (12) | 1
+ *   handle slot word, free:  next free handle index << 1
+ *
+ * Fullness: each class keeps its zspages in ZS_NR_FULLNESS lists by the
+ * share of slots in use (0 empty, 1..9 up to 10..90 %, 10 over 90 % but not
+ * full, 11 full).  Allocation takes the fullest zspage that has room;
+ * compaction empties the sparsest into the fullest and frees it.
+ *
+ * Mapping: zs_map_object looks the handle up under the class's migrate
+ * lock (read side), pins the zspage (zspage->pins) and drops the lock; the
+ * pin alone keeps compaction from moving anything out of that zspage until
+ * zs_unmap_object.  An object inside one page is returned in place; one
+ * that spans two pages is copied into a per-thread buffer (in for RO and
+ * RW) and back (out for WO and RW) at unmap.
+ *
+ * Lock order
+ * ----------
+ *   class->migrate (rwlock)  write: zs_compact; read: zs_map_object lookup
+ *     class->lock (mutex)    zspage lists, slots, reverse maps, counters,
+ *                            and the handle words of the class's objects
+ *       shard->lock          leaf: a handle free list
+ *       src->lock            leaf: the page source (pagesrc.c)
+ * Only one class's locks are held at a time.  zspage->pins is not a lock:
+ * it is taken under migrate (read) and dropped with no lock held.  In
+ * practice zs_malloc and zs_free take shard and page-source locks outside
+ * class->lock, and page-source calls (which may madvise) run unlocked.
+ *
+ * To do: per-thread handle and zspage caches if profiles show the shard or
+ * class locks; migration of pages for NUMA or defragmentation.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zsmalloc.h"
+#include "pagesrc.h"
+
+/* Largest object: a 4 KiB block that did not compress. */
+#define ZS_MAX_ALLOC 4096
+
+/* Smallest slot.  Smaller objects share it; below 32 bytes the per-object
+ * metadata (12 bytes) would cost more than finer classes save.
+ */
+#define ZS_MIN_ALLOC 32
+
+/* Class spacing.  A multiple of 8, so that every slot starts 8-aligned
+ * (slot offsets are multiples of the class size), and fine enough that
+ * rounding up wastes ~ZS_CLASS_DELTA/2 bytes per object, under 0.5 % of a
+ * typical 1.4 KiB compressed page.
+ */
+#define ZS_CLASS_DELTA 16
+
+/* Longest chain.  Longer chains waste less in the tail of classes whose size
+ * does not divide the page (and so push the huge class up), but leave more
+ * slots unused in each class's last, partly filled zspage.
+ */
+#define ZS_MAX_PAGES_PER_ZSPAGE 8
+
+#define ZS_NR_SIZES ((ZS_MAX_ALLOC - ZS_MIN_ALLOC) / ZS_CLASS_DELTA + 1)
+
+/* Handle word fields (see the top).  The zspage header is aligned to
+ * ZSPAGE_ALIGN so its low 6 bits are zero, and user addresses are below
+ * 2^48, so the pointer fits in the top 42 bits.
+ */
+#define OBJ_IDX_BITS 12
+#define CLASS_IDX_BITS 9
+#define OBJ_IDX_SHIFT 1
+#define CLASS_IDX_SHIFT (OBJ_IDX_SHIFT + OBJ_IDX_BITS)
+#define ZSPAGE_SHIFT (CLASS_IDX_SHIFT + CLASS_IDX_BITS)
+#define ZSPAGE_ALIGN 64
+#define ZSPAGE_ALIGN_BITS 6
+#define HANDLE_LIVE 1UL
+
+/* Reverse map: a free slot's word has REVMAP_FREE set and the next free
+ * slot below it (REVMAP_NIL ends the list).  So handle indices stay below
+ * 2^31 (HANDLE_MAX).
+ */
+#define REVMAP_FREE 0x80000000u
+#define REVMAP_NIL 0xffffu
+
+/* Handle table: 4096 words (32 KiB) per chunk, 2^18 chunks in the
+ * directory (2 MiB of address space, touched only as chunks appear): up to
+ * 2^30 handles, 4 TiB of 4 KiB objects.
+ */
+#define HANDLE_CHUNK_BITS 12
+#define HANDLE_CHUNK (1UL << HANDLE_CHUNK_BITS)
+#define HANDLE_DIR_BITS 18
+#define HANDLE_MAX (1UL << (HANDLE_CHUNK_BITS + HANDLE_DIR_BITS))
+
+/* Handle free lists: enough that a few dozen threads rarely share one. */
+#define HANDLE_SHARDS 16
+
+enum fullness {
+  ZS_EMPTY = 0,
+  ZS_ALMOST_FULL = ZS_NR_FULLNESS - 2,   /* over 90 %, not full */
+  ZS_FULL = ZS_NR_FULLNESS - 1,
+};
+
+_Static_assert (ZS_CLASS_DELTA % 8 == 0, "slots must stay 8-aligned");
+_Static_assert (ZS_MAX_PAGES_PER_ZSPAGE * ZS_PAGE_SIZE / ZS_MIN_ALLOC
+                < (1 << OBJ_IDX_BITS), "slot index must fit its field");
+_Static_assert (ZS_MAX_PAGES_PER_ZSPAGE * ZS_PAGE_SIZE / ZS_MIN_ALLOC
+                < REVMAP_NIL, "slot index must not reach REVMAP_NIL");
+_Static_assert (ZS_NR_SIZES <= (1 << CLASS_IDX_BITS),
+                "class index must fit its field");
+_Static_assert (ZSPAGE_SHIFT + 48 - ZSPAGE_ALIGN_BITS <= 64,
+                "zspage pointer must fit the handle word");
+_Static_assert (HANDLE_MAX <= REVMAP_FREE, "handle index must fit revmap");
+
+struct size_class;
+
+struct zspage {
+  struct zspage *prev, *next;      /* fullness list; class->lock */
+  struct size_class *class;
+  atomic_int pins;                 /* mapped objects; see zs_map_object */
+  uint16_t inuse;                  /* class->lock */
+  uint16_t free_head;              /* first free slot; class->lock */
+  uint8_t fullness;                /* class->lock */
+  void *pages[];                   /* pages_per_zspage, then the revmap */
+};
+
+struct size_class {
+  alignas (64) pthread_mutex_t lock;
+  pthread_rwlock_t migrate;
+  unsigned index;                  /* in pool->classes[] and handle words */
+  unsigned size;                   /* slot size */
+  unsigned objs_per_zspage;
+  unsigned pages_per_zspage;
+  size_t header_size;              /* bytes of struct zspage + arrays */
+  /* class->lock: */
+  struct zspage *fullness_list[ZS_NR_FULLNESS];
+  unsigned long nr_fullness[ZS_NR_FULLNESS];
+  unsigned long zspages;
+  unsigned long obj_used;
+};
+
+struct handle_shard {
+  alignas (64) pthread_mutex_t lock;
+  unsigned long head;              /* free handle index, 0: none */
+};
+
+struct zs_pool {
+  char *name;
+  struct page_source *src;
+  /* classes[i] serves sizes up to ZS_MIN_ALLOC + i * ZS_CLASS_DELTA;
+   * merged entries point to the same class.
+   */
+  struct size_class *classes[ZS_NR_SIZES];
+  size_t huge_class_size;
+  atomic_ulong pages_total;
+  /* Handle table. */
+  _Atomic (unsigned long *) *handle_dir;
+  atomic_ulong handle_next;        /* never used indices start here */
+  struct handle_shard shards[HANDLE_SHARDS];
+};
+
+/* ---- handles ---- */
+
+static atomic_uint shard_seq;
+static __thread int my_shard = -1;
+
+static unsigned
+get_shard (void)
+{
+  if (my_shard < 0)
+    my_shard = atomic_fetch_add_explicit (&shard_seq, 1, memory_order_relaxed)
+      % HANDLE_SHARDS;
+  return my_shard;
+}
+
+/* The word of handle index h, whose chunk must exist. */
+static inline unsigned long *
+handle_word (struct zs_pool *pool, unsigned long h)
+{
+  unsigned long *chunk =
+    atomic_load_explicit (&pool->handle_dir[h >> HANDLE_CHUNK_BITS],
+                          memory_order_acquire);
+
+  assert (h > 0 && h < HANDLE_MAX && chunk);
+  return &chunk[h & (HANDLE_CHUNK - 1)];
+}
+
+static inline unsigned long
+load_handle (struct zs_pool *pool, unsigned long h)
+{
+  return __atomic_load_n (handle_word (pool, h), __ATOMIC_ACQUIRE);
+}
+
+static inline void
+store_handle (struct zs_pool *pool, unsigned long h, unsigned long v)
+{
+  __atomic_store_n (handle_word (pool, h), v, __ATOMIC_RELEASE);
+}
+
+static unsigned long
+pop_shard (struct zs_pool *pool, struct handle_shard *s)
+{
+  unsigned long h;
+
+  pthread_mutex_lock (&s->lock);
+  h = s->head;
+  if (h) {
+    unsigned long v = load_handle (pool, h);
+
+    assert (!(v & HANDLE_LIVE));
+    s->head = v >> 1;
+  }
+  pthread_mutex_unlock (&s->lock);
+  return h;
+}
+
+/* Returns a free handle index, or 0 with errno ENOMEM. */
+static unsigned long
+alloc_handle (struct zs_pool *pool)
+{
+  unsigned me = get_shard (), i;
+  unsigned long h, c;
+  unsigned long *chunk;
+
+  for (i = 0; i < HANDLE_SHARDS; i++) {
+    h = pop_shard (pool, &pool->shards[(me + i) % HANDLE_SHARDS]);
+    if (h)
+      return h;
+  }
+
+  h = atomic_fetch_add_explicit (&pool->handle_next, 1, memory_order_relaxed);
+  if (h >= HANDLE_MAX) {
+    errno = ENOMEM;
+    return 0;
+  }
+  c = h >> HANDLE_CHUNK_BITS;
+  if (atomic_load_explicit (&pool->handle_dir[c], memory_order_acquire))
+    return h;
+  chunk = calloc (HANDLE_CHUNK, sizeof *chunk);
+  if (!chunk) {
+    /* The index is lost; the next caller in this chunk tries again. */
+    errno = ENOMEM;
+    return 0;
+  }
+  {
+    unsigned long *expected = NULL;
+
+    if (!atomic_compare_exchange_strong (&pool->handle_dir[c], &expected,
+                                         chunk))
+      free (chunk);
+  }
+  return h;
+}
+
+static void
+free_handle (struct zs_pool *pool, unsigned long h)
+{
+  struct handle_shard *s = &pool->shards[get_shard ()];
+
+  pthread_mutex_lock (&s->lock);
+  store_handle (pool, h, s->head << 1);
+  s->head = h;
+  pthread_mutex_unlock (&s->lock);
+}
+
+static inline unsigned long
+encode_loc (struct zspage *zspage, unsigned class_idx, unsigned obj_idx)
+{
+  uintptr_t p = (uintptr_t) zspage;
+
+  assert ((p & (ZSPAGE_ALIGN - 1)) == 0 && p >> 48 == 0);
+  return (unsigned long) (p >> ZSPAGE_ALIGN_BITS) << ZSPAGE_SHIFT
+    | (unsigned long) class_idx << CLASS_IDX_SHIFT
+    | (unsigned long) obj_idx << OBJ_IDX_SHIFT
+    | HANDLE_LIVE;
+}
+
+static inline struct zspage *
+loc_zspage (unsigned long v)
+{
+  return (struct zspage *) (uintptr_t) ((v >> ZSPAGE_SHIFT)
+                                        << ZSPAGE_ALIGN_BITS);
+}
+
+static inline unsigned
+loc_class (unsigned long v)
+{
+  return (v >> CLASS_IDX_SHIFT) & ((1u << CLASS_IDX_BITS) - 1);
+}
+
+static inline unsigned
+loc_obj (unsigned long v)
+{
+  return (v >> OBJ_IDX_SHIFT) & ((1u << OBJ_IDX_BITS) - 1);
+}
+
+/* ---- size classes ---- */
+
+static inline unsigned
+get_size_class_index (size_t size)
+{
+  if (size <= ZS_MIN_ALLOC)
+    return 0;
+  return (size - ZS_MIN_ALLOC + ZS_CLASS_DELTA - 1) / ZS_CLASS_DELTA;
+}
+
+/* The chain length that wastes the smallest share of the chain in its tail;
+ * on a tie the shorter chain.
+ */
+static unsigned
+get_pages_per_zspage (unsigned size)
+{
+  unsigned k, best = 1;
+  unsigned long best_waste_ppm = ULONG_MAX;
+
+  for (k = 1; k <= ZS_MAX_PAGES_PER_ZSPAGE; k++) {
+    unsigned long bytes = k * ZS_PAGE_SIZE;
+    unsigned long waste_ppm = (bytes % size) * 1000000 / bytes;
+
+    if (waste_ppm < best_waste_ppm) {
+      best_waste_ppm = waste_ppm;
+      best = k;
+    }
+  }
+  return best;
+}
+
+static inline uint32_t *
+zspage_revmap (struct size_class *class, struct zspage *zspage)
+{
+  return (uint32_t *) &zspage->pages[class->pages_per_zspage];
+}
+
+static enum fullness
+get_fullness_group (struct size_class *class, unsigned inuse)
+{
+  if (inuse == 0)
+    return ZS_EMPTY;
+  if (inuse == class->objs_per_zspage)
+    return ZS_FULL;
+  /* 0..99 %: 1 for under 10 %, ... 10 for 90..99 %. */
+  return inuse * 100 / class->objs_per_zspage / 10 + 1;
+}
+
+/* ---- zspage lists (class->lock) ---- */
+
+static void
+insert_zspage (struct size_class *class, struct zspage *zspage)
+{
+  enum fullness g = get_fullness_group (class, zspage->inuse);
+  struct zspage *head = class->fullness_list[g];
+
+  zspage->fullness = g;
+  zspage->prev = NULL;
+  zspage->next = head;
+  if (head)
+    head->prev = zspage;
+  class->fullness_list[g] = zspage;
+  class->nr_fullness[g]++;
+}
+
+static void
+remove_zspage (struct size_class *class, struct zspage *zspage)
+{
+  enum fullness g = zspage->fullness;
+
+  assert (class->nr_fullness[g] > 0);
+  if (zspage->prev)
+    zspage->prev->next = zspage->next;
+  else
+    class->fullness_list[g] = zspage->next;
+  if (zspage->next)
+    zspage->next->prev = zspage->prev;
+  class->nr_fullness[g]--;
+}
+
+/* Moves zspage to the list its use now calls for. */
+static void
+fix_fullness_group (struct size_class *class, struct zspage *zspage)
+{
+  if (get_fullness_group (class, zspage->inuse) == zspage->fullness)
+    return;
+  remove_zspage (class, zspage);
+  insert_zspage (class, zspage);
+}
+
+/* The fullest zspage with a free slot, or NULL. */
+static struct zspage *
+find_get_zspage (struct size_class *class)
+{
+  int g;
+
+  for (g = ZS_ALMOST_FULL; g >= ZS_EMPTY; g--)
+    if (class->fullness_list[g])
+      return class->fullness_list[g];
+  return NULL;
+}
+
+/* ---- zspages ---- */
+
+/* Creates an empty zspage, not on any list, with no lock held.  NULL with
+ * errno ENOMEM when the page source or malloc fails.
+ */
+static struct zspage *
+create_zspage (struct zs_pool *pool, struct size_class *class)
+{
+  struct zspage *zspage = aligned_alloc (ZSPAGE_ALIGN, class->header_size);
+  uint32_t *revmap;
+  unsigned i;
+
+  if (!zspage) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (pagesrc_alloc (pool->src, zspage->pages, class->pages_per_zspage)) {
+    free (zspage);
+    errno = ENOMEM;
+    return NULL;
+  }
+  zspage->prev = zspage->next = NULL;
+  zspage->class = class;
+  atomic_init (&zspage->pins, 0);
+  zspage->inuse = 0;
+  zspage->fullness = ZS_EMPTY;
+  zspage->free_head = 0;
+  revmap = zspage_revmap (class, zspage);
+  for (i = 0; i < class->objs_per_zspage; i++)
+    revmap[i] = REVMAP_FREE
+      | (i + 1 < class->objs_per_zspage ? i + 1 : REVMAP_NIL);
+  atomic_fetch_add_explicit (&pool->pages_total, class->pages_per_zspage,
+                             memory_order_relaxed);
+  return zspage;
+}
+
+/* Frees an empty zspage that is on no list, with no lock held. */
+static void
+free_zspage (struct zs_pool *pool, struct zspage *zspage)
+{
+  struct size_class *class = zspage->class;
+
+  assert (zspage->inuse == 0);
+  assert (atomic_load (&zspage->pins) == 0);
+  pagesrc_free (pool->src, zspage->pages, class->pages_per_zspage);
+  atomic_fetch_sub_explicit (&pool->pages_total, class->pages_per_zspage,
+                             memory_order_relaxed);
+  free (zspage);
+}
+
+/* Takes a free slot of zspage for handle h.  class->lock held. */
+static unsigned
+obj_malloc (struct size_class *class, struct zspage *zspage, unsigned long h)
+{
+  uint32_t *revmap = zspage_revmap (class, zspage);
+  unsigned idx = zspage->free_head;
+
+  assert (idx != REVMAP_NIL && (revmap[idx] & REVMAP_FREE));
+  zspage->free_head = revmap[idx] & ~REVMAP_FREE;
+  revmap[idx] = h;
+  zspage->inuse++;
+  class->obj_used++;
+  return idx;
+}
+
+/* Frees slot idx of zspage.  class->lock held. */
+static void
+obj_free (struct size_class *class, struct zspage *zspage, unsigned idx)
+{
+  uint32_t *revmap = zspage_revmap (class, zspage);
+
+  assert (!(revmap[idx] & REVMAP_FREE) && zspage->inuse > 0);
+  revmap[idx] = REVMAP_FREE | zspage->free_head;
+  zspage->free_head = idx;
+  zspage->inuse--;
+  class->obj_used--;
+}
+
+/* ---- pool ---- */
+
+static struct size_class *
+create_class (unsigned index, unsigned size, unsigned pages, unsigned objs)
+{
+  struct size_class *class = aligned_alloc (64, sizeof *class);
+  pthread_rwlockattr_t attr;
+
+  if (!class)
+    return NULL;
+  memset (class, 0, sizeof *class);
+  pthread_mutex_init (&class->lock, NULL);
+  /* Compaction must not starve behind a stream of mappers. */
+  pthread_rwlockattr_init (&attr);
+  pthread_rwlockattr_setkind_np (&attr,
+                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init (&class->migrate, &attr);
+  pthread_rwlockattr_destroy (&attr);
+  class->index = index;
+  class->size = size;
+  class->pages_per_zspage = pages;
+  class->objs_per_zspage = objs;
+  class->header_size = sizeof (struct zspage) + pages * sizeof (void *)
+    + objs * sizeof (uint32_t);
+  /* aligned_alloc wants a multiple of the alignment. */
+  class->header_size = (class->header_size + ZSPAGE_ALIGN - 1)
+    & ~(size_t) (ZSPAGE_ALIGN - 1);
+  return class;
+}
+
+/* Calls fn on each distinct class, smallest first. */
+#define for_each_class(pool, i, class)                                   \
+  for (i = 0; i < ZS_NR_SIZES; i++)                                      \
+    if ((class = (pool)->classes[i])->index != i) continue; else
+
+/**
+ * zs_create_pool - creates a pool
+ * Returns NULL with errno ENOMEM when memory for the pool is short.
+ */
+struct zs_pool *
+zs_create_pool (const char *name, const struct zs_ops *ops)
+{
+  struct zs_pool *pool = calloc (1, sizeof *pool);
+  struct size_class *prev = NULL;
+  int i;
+
+  if (!pool)
+    return NULL;
+  pool->name = strdup (name ? name : "zsmalloc");
+  pool->src = pagesrc_create (ops);
+  pool->handle_dir = calloc (1UL << HANDLE_DIR_BITS, sizeof *pool->handle_dir);
+  if (!pool->name || !pool->src || !pool->handle_dir)
+    goto fail;
+  atomic_init (&pool->handle_next, 1);       /* handle 0 means failure */
+  atomic_init (&pool->pages_total, 0);
+  for (i = 0; i < HANDLE_SHARDS; i++)
+    pthread_mutex_init (&pool->shards[i].lock, NULL);
+
+  /* Largest first, so a class can merge into the next larger one. */
+  for (i = ZS_NR_SIZES - 1; i >= 0; i--) {
+    unsigned size = ZS_MIN_ALLOC + i * ZS_CLASS_DELTA;
+    unsigned pages = get_pages_per_zspage (size);
+    unsigned objs = pages * ZS_PAGE_SIZE / size;
+
+    if (prev && prev->pages_per_zspage == pages
+        && prev->objs_per_zspage == objs) {
+      pool->classes[i] = prev;
+      continue;
+    }
+    if (prev && prev->pages_per_zspage == 1 && prev->objs_per_zspage == 1)
+      pool->huge_class_size = size + 1;
+    prev = create_class (i, size, pages, objs);
+    if (!prev)
+      goto fail;
+    pool->classes[i] = prev;
+  }
+  return pool;
+
+ fail:
+  zs_destroy_pool (pool);
+  errno = ENOMEM;
+  return NULL;
+}
+
+/**
+ * zs_destroy_pool - frees every object and page of the pool
+ */
+void
+zs_destroy_pool (struct zs_pool *pool)
+{
+  unsigned i, g;
+  struct size_class *class;
+
+  if (!pool)
+    return;
+  for (i = 0; i < ZS_NR_SIZES; i++) {
+    class = pool->classes[i];
+    if (!class || class->index != i)
+      continue;
+    for (g = 0; g < ZS_NR_FULLNESS; g++) {
+      struct zspage *z, *next;
+
+      for (z = class->fullness_list[g]; z; z = next) {
+        next = z->next;
+        if (pool->src)
+          pagesrc_free (pool->src, z->pages, class->pages_per_zspage);
+        free (z);
+      }
+    }
+    pthread_mutex_destroy (&class->lock);
+    pthread_rwlock_destroy (&class->migrate);
+    free (class);
+  }
+  if (pool->handle_dir) {
+    for (i = 0; i < 1U << HANDLE_DIR_BITS; i++)
+      free (atomic_load (&pool->handle_dir[i]));
+    free (pool->handle_dir);
+  }
+  for (i = 0; i < HANDLE_SHARDS; i++)
+    pthread_mutex_destroy (&pool->shards[i].lock);
+  pagesrc_destroy (pool->src);
+  free (pool->name);
+  free (pool);
+}
+
+/**
+ * zs_malloc - allocates an object of size bytes
+ * Returns its handle, or 0 with errno EINVAL (size 0 or over 4096) or
+ * ENOMEM (no page from the page source, or no memory for metadata).
+ * Stored objects are untouched by a failure.
+ */
+unsigned long
+zs_malloc (struct zs_pool *pool, size_t size)
+{
+  struct size_class *class;
+  struct zspage *zspage, *fresh = NULL;
+  unsigned long h;
+  unsigned idx;
+
+  if (size == 0 || size > ZS_MAX_ALLOC) {
+    errno = EINVAL;
+    return 0;
+  }
+  class = pool->classes[get_size_class_index (size)];
+  h = alloc_handle (pool);
+  if (!h)
+    return 0;
+
+  pthread_mutex_lock (&class->lock);
+  zspage = find_get_zspage (class);
+  if (!zspage) {
+    /* Page-source calls may sleep in the kernel: not under the lock. */
+    pthread_mutex_unlock (&class->lock);
+    fresh = create_zspage (pool, class);
+    if (!fresh) {
+      free_handle (pool, h);
+      errno = ENOMEM;
+      return 0;
+    }
+    pthread_mutex_lock (&class->lock);
+    zspage = fresh;
+    class->zspages++;
+  }
+  else
+    remove_zspage (class, zspage);
+  idx = obj_malloc (class, zspage, h);
+  insert_zspage (class, zspage);
+  store_handle (pool, h, encode_loc (zspage, class->index, idx));
+  pthread_mutex_unlock (&class->lock);
+  return h;
+}
+
+/**
+ * zs_free - frees the object of handle; 0 is ignored
+ */
+void
+zs_free (struct zs_pool *pool, unsigned long h)
+{
+  struct size_class *class;
+  struct zspage *zspage;
+  unsigned long v;
+
+  if (!h)
+    return;
+  /* The class is fixed for the object's life; its location is only
+   * stable under class->lock, which compaction holds to move it.
+   */
+  v = load_handle (pool, h);
+  assert (v & HANDLE_LIVE);
+  class = pool->classes[loc_class (v)];
+  pthread_mutex_lock (&class->lock);
+  v = load_handle (pool, h);
+  zspage = loc_zspage (v);
+  assert (zspage->class == class);
+  assert (zspage_revmap (class, zspage)[loc_obj (v)] == h);
+  obj_free (class, zspage, loc_obj (v));
+  if (zspage->inuse == 0) {
+    remove_zspage (class, zspage);
+    class->zspages--;
+  }
+  else {
+    fix_fullness_group (class, zspage);
+    zspage = NULL;
+  }
+  pthread_mutex_unlock (&class->lock);
+  if (zspage)
+    free_zspage (pool, zspage);
+  free_handle (pool, h);
+}
+
+/* ---- mapping ---- */
+
+/* The one mapping a thread may hold. */
+struct mapping {
+  struct zspage *zspage;
+  unsigned long handle;
+  enum zs_mapmode mm;
+  char *part0, *part1;    /* a spanning object's two pieces, else NULL */
+  unsigned len0, len1;
+};
+static __thread struct mapping my_mapping;
+static __thread char my_buffer[ZS_MAX_ALLOC] __attribute__ ((aligned (64)));
+
+/**
+ * zs_map_object - maps the object of handle
+ * Returns a pointer to its bytes (class-size bytes are valid), valid until
+ * zs_unmap_object.  Never fails for a live handle.
+ */
+void *
+zs_map_object (struct zs_pool *pool, unsigned long h, enum zs_mapmode mm)
+{
+  struct mapping *m = &my_mapping;
+  struct size_class *class;
+  struct zspage *zspage;
+  unsigned long v, off;
+  unsigned page, poff;
+
+  assert (m->zspage == NULL);   /* one mapping per thread */
+  v = load_handle (pool, h);
+  assert (v & HANDLE_LIVE);
+  class = pool->classes[loc_class (v)];
+
+  pthread_rwlock_rdlock (&class->migrate);
+  v = load_handle (pool, h);
+  zspage = loc_zspage (v);
+  atomic_fetch_add_explicit (&zspage->pins, 1, memory_order_acquire);
+  pthread_rwlock_unlock (&class->migrate);
+
+  assert (zspage->class == class);
+  m->zspage = zspage;
+  m->handle = h;
+  m->mm = mm;
+  off = (unsigned long) loc_obj (v) * class->size;
+  page = off >> ZS_PAGE_SHIFT;
+  poff = off & (ZS_PAGE_SIZE - 1);
+  if (poff + class->size <= ZS_PAGE_SIZE) {
+    m->part0 = NULL;
+    return (char *) zspage->pages[page] + poff;
+  }
+
+  m->part0 = (char *) zspage->pages[page] + poff;
+  m->len0 = ZS_PAGE_SIZE - poff;
+  m->part1 = zspage->pages[page + 1];
+  m->len1 = class->size - m->len0;
+  if (mm != ZS_MM_WO) {
+    memcpy (my_buffer, m->part0, m->len0);
+    memcpy (my_buffer + m->len0, m->part1, m->len1);
+  }
+  return my_buffer;
+}
+
+/**
+ * zs_unmap_object - ends the mapping zs_map_object made
+ */
+void
+zs_unmap_object (struct zs_pool *pool, unsigned long h)
+{
+  struct mapping *m = &my_mapping;
+
+  (void) pool;
+  (void) h;
+  assert (m->zspage && m->handle == h);
+  if (m->part0 && m->mm != ZS_MM_RO) {
+    memcpy (m->part0, my_buffer, m->len0);
+    memcpy (m->part1, my_buffer + m->len0, m->len1);
+  }
+  atomic_fetch_sub_explicit (&m->zspage->pins, 1, memory_order_release);
+  m->zspage = NULL;
+}
+
+/**
+ * zs_huge_class_size - the smallest size stored one object per page
+ */
+size_t
+zs_huge_class_size (struct zs_pool *pool)
+{
+  return pool->huge_class_size;
+}
+
+/**
+ * zs_get_total_pages - 4 KiB pages backing zspages now
+ */
+unsigned long
+zs_get_total_pages (struct zs_pool *pool)
+{
+  return atomic_load_explicit (&pool->pages_total, memory_order_relaxed);
+}
+
+/* ---- compaction ---- */
+
+/* Copies one slot's bytes between two zspages, piece by piece across the
+ * page boundaries of either.
+ */
+static void
+copy_object (struct size_class *class, struct zspage *dst, unsigned didx,
+             struct zspage *src, unsigned sidx)
+{
+  unsigned long doff = (unsigned long) didx * class->size;
+  unsigned long soff = (unsigned long) sidx * class->size;
+  unsigned left = class->size;
+
+  while (left > 0) {
+    unsigned dpo = doff & (ZS_PAGE_SIZE - 1), spo = soff & (ZS_PAGE_SIZE - 1);
+    unsigned n = left;
+
+    if (n > ZS_PAGE_SIZE - dpo)
+      n = ZS_PAGE_SIZE - dpo;
+    if (n > ZS_PAGE_SIZE - spo)
+      n = ZS_PAGE_SIZE - spo;
+    memcpy ((char *) dst->pages[doff >> ZS_PAGE_SHIFT] + dpo,
+            (char *) src->pages[soff >> ZS_PAGE_SHIFT] + spo, n);
+    doff += n;
+    soff += n;
+    left -= n;
+  }
+}
+
+/* Zspages' worth of unused slots: what compaction could free now.
+ * class->lock held.
+ */
+static unsigned long
+zs_can_compact (struct size_class *class)
+{
+  unsigned long allocated = class->zspages * class->objs_per_zspage;
+
+  assert (allocated >= class->obj_used);
+  return (allocated - class->obj_used) / class->objs_per_zspage;
+}
+
+/* The sparsest zspage that is not full and not mapped, or NULL.  Both
+ * class locks held, so no pin can appear.
+ */
+static struct zspage *
+find_source (struct size_class *class)
+{
+  int g;
+
+  for (g = ZS_EMPTY + 1; g <= ZS_ALMOST_FULL; g++) {
+    struct zspage *z;
+
+    for (z = class->fullness_list[g]; z; z = z->next)
+      if (atomic_load_explicit (&z->pins, memory_order_acquire) == 0)
+        return z;
+  }
+  return NULL;
+}
+
+/* Moves src's objects into the fullest zspages until src is empty or no
+ * other zspage has room.  src is off the lists.  Both class locks held.
+ */
+static void
+migrate_zspage (struct zs_pool *pool, struct size_class *class,
+                struct zspage *src)
+{
+  uint32_t *srevmap = zspage_revmap (class, src);
+  unsigned sidx = 0;
+
+  while (src->inuse > 0) {
+    struct zspage *dst = find_get_zspage (class);
+
+    if (!dst)
+      return;
+    remove_zspage (class, dst);
+    while (src->inuse > 0 && dst->inuse < class->objs_per_zspage) {
+      unsigned long h;
+      unsigned didx;
+
+      while (srevmap[sidx] & REVMAP_FREE)
+        sidx++;
+      h = srevmap[sidx];
+      didx = obj_malloc (class, dst, h);
+      copy_object (class, dst, didx, src, sidx);
+      store_handle (pool, h, encode_loc (dst, class->index, didx));
+      obj_free (class, src, sidx);
+    }
+    insert_zspage (class, dst);
+  }
+}
+
+static unsigned long
+compact_class (struct zs_pool *pool, struct size_class *class)
+{
+  unsigned long freed = 0;
+
+  for (;;) {
+    struct zspage *src, *empty = NULL;
+
+    pthread_rwlock_wrlock (&class->migrate);
+    pthread_mutex_lock (&class->lock);
+    src = zs_can_compact (class) ? find_source (class) : NULL;
+    if (src) {
+      remove_zspage (class, src);
+      migrate_zspage (pool, class, src);
+      if (src->inuse == 0) {
+        class->zspages--;
+        empty = src;
+      }
+      else
+        insert_zspage (class, src);
+    }
+    pthread_mutex_unlock (&class->lock);
+    pthread_rwlock_unlock (&class->migrate);
+    /* Each round either frees a zspage or finds nothing to do: the
+     * loop ends, and allocators get the locks between rounds.
+     */
+    if (!empty)
+      return freed;
+    free_zspage (pool, empty);
+    freed += class->pages_per_zspage;
+  }
+}
+
+/**
+ * zs_compact - frees zspages by moving objects out of the sparsest ones
+ * Returns the number of pages freed (0 when nothing could be freed).
+ */
+unsigned long
+zs_compact (struct zs_pool *pool)
+{
+  unsigned long freed = 0;
+  struct size_class *class;
+  unsigned i;
+
+  for_each_class (pool, i, class)
+    freed += compact_class (pool, class);
+  return freed;
+}
+
+/**
+ * zs_pool_class_stats - per-class statistics, smallest class first
+ * Returns the number of distinct classes (which may exceed n).
+ */
+size_t
+zs_pool_class_stats (struct zs_pool *pool, struct zs_class_stat *out,
+                     size_t n)
+{
+  struct size_class *class;
+  unsigned i, g;
+  size_t nr = 0;
+
+  for_each_class (pool, i, class) {
+    if (nr < n) {
+      struct zs_class_stat *s = &out[nr];
+
+      memset (s, 0, sizeof *s);
+      s->index = class->index;
+      s->size = class->size;
+      s->objs_per_zspage = class->objs_per_zspage;
+      s->pages_per_zspage = class->pages_per_zspage;
+      pthread_mutex_lock (&class->lock);
+      s->zspages = class->zspages;
+      s->obj_used = class->obj_used;
+      for (g = 0; g < ZS_NR_FULLNESS; g++)
+        s->fullness[g] = class->nr_fullness[g];
+      s->freeable = zs_can_compact (class);
+      pthread_mutex_unlock (&class->lock);
+      s->pages_used = s->zspages * s->pages_per_zspage;
+      s->obj_allocated = s->zspages * s->objs_per_zspage;
+    }
+    nr++;
+  }
+  return nr;
+}

@@ -1,0 +1,495 @@
+/* nbdkit-zram-plugin: nbdkit's glue around the uzram engine.
+ *
+ * One engine (engine.h) per nbdkit process.  Each NBD connection holds it
+ * (zram_get in .open, zram_put in .close), so the control filesystem's
+ * reset is refused while anyone is connected, and a device that is not
+ * initialised refuses connections.  Every request goes straight to the
+ * engine, which does its own per-slot locking: THREAD_MODEL_PARALLEL.
+ *
+ * Errors come back from the engine as negative errno values and leave
+ * here in errno (.errno_is_preserved), so the client sees ENOSPC over
+ * mem_limit and EIO for corrupt data.
+ *
+ * Still to do: the `disk` file and mlockall for swap (issue 7) belong to
+ * the control filesystem's side.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "engine.h"
+#include "control/control.h"
+
+/* Until the control filesystem is linked in, its functions may be missing:
+ * weak references resolve to NULL then, and control= is refused.
+ */
+#pragma weak control_check_dir
+#pragma weak control_start
+#pragma weak control_stop
+
+/* -D zram.stats=1: print the statistics when a connection closes and when
+ * nbdkit unloads the plugin (with -v, as all debug output).
+ */
+NBDKIT_DLL_PUBLIC int zram_debug_stats;
+
+/* The largest request: nbdkit's own limit for pread/pwrite is 64 MiB; half
+ * of it keeps one request's buffer modest.
+ */
+#define MAX_REQUEST (32 * 1024 * 1024)
+
+/* At most this many extents per reply: a disk alternating data and holes
+ * every block would otherwise give a million for a 4 GiB query.
+ */
+#define MAX_EXTENTS 65536
+
+static struct zram *zram;
+static int64_t size = -1;               /* -1: not given */
+static const char *comp_algorithm = "lzo";
+static char *comp_algorithm_buf;
+static uint64_t mem_limit;
+static char *control_dir;
+static struct control *control;
+
+/* Sizes as nbdkit_parse_size reads them (a number and an optional
+ * suffix: b, s = 512, K M G T P E = powers of 1024, optionally followed
+ * by "iB" or "B"), but with an error that names the parameter, since
+ * nbdkit's own says only "size".
+ */
+static int
+parse_size (const char *key, const char *value, uint64_t *out)
+{
+  static const char suffixes[] = "kmgtpe";
+  const char *p = value;
+  uint64_t n = 0, scale = 1;
+  const char *s;
+
+  if (*p < '0' || *p > '9')
+    goto bad;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    if (n > (UINT64_MAX - (*p - '0')) / 10)
+      goto too_big;
+    n = n * 10 + (*p - '0');
+  }
+  if (*p == 'b' || *p == 'B')
+    p++;
+  else if (*p == 's') {
+    scale = 512;
+    p++;
+  }
+  else if (*p && (s = strchr (suffixes, *p | 0x20)) != NULL) {
+    scale = UINT64_C (1) << (10 * (s - suffixes + 1));
+    p++;
+    if (strcmp (p, "iB") == 0 || strcmp (p, "B") == 0)
+      p += strlen (p);
+  }
+  if (*p)
+    goto bad;
+  if (n > INT64_MAX / scale)
+    goto too_big;
+  *out = n * scale;
+  return 0;
+
+ bad:
+  nbdkit_error ("%s=%s: not a size (a number with an optional "
+                "K, M, G, T or P suffix)", key, value);
+  return -1;
+ too_big:
+  nbdkit_error ("%s=%s: too large", key, value);
+  return -1;
+}
+
+static void
+list_algorithms (char *buf, size_t n)
+{
+  const char *const *a;
+  size_t used = 0;
+
+  buf[0] = '\0';
+  for (a = zram_comp_algorithms (); *a && used < n; a++)
+    used += snprintf (buf + used, n - used, "%s%s", used ? " " : "", *a);
+}
+
+static int
+zram_config (const char *key, const char *value)
+{
+  uint64_t n;
+
+  if (strcmp (key, "size") == 0) {
+    if (parse_size (key, value, &n) == -1)
+      return -1;
+    if (n == 0) {
+      nbdkit_error ("size=%s: the disk needs at least one byte", value);
+      return -1;
+    }
+    size = n;
+  }
+  else if (strcmp (key, "comp_algorithm") == 0) {
+    const char *const *a;
+    char list[256];
+
+    for (a = zram_comp_algorithms (); *a; a++)
+      if (strcmp (*a, value) == 0)
+        break;
+    if (*a == NULL) {
+      list_algorithms (list, sizeof list);
+      nbdkit_error ("comp_algorithm=%s: not built in; available: %s",
+                    value, list);
+      return -1;
+    }
+    free (comp_algorithm_buf);
+    comp_algorithm = comp_algorithm_buf = strdup (value);
+    if (comp_algorithm == NULL) {
+      nbdkit_error ("strdup: %m");
+      return -1;
+    }
+  }
+  else if (strcmp (key, "mem_limit") == 0) {
+    if (parse_size (key, value, &n) == -1)
+      return -1;
+    mem_limit = n;
+  }
+  else if (strcmp (key, "control") == 0) {
+    free (control_dir);
+    control_dir = nbdkit_absolute_path (value);
+    if (control_dir == NULL)
+      return -1;
+  }
+  else {
+    nbdkit_error ("unknown parameter '%s'", key);
+    return -1;
+  }
+  return 0;
+}
+
+#define zram_config_help \
+  "[size=]SIZE              Disk size (rounded up to 4 KiB); without it the\n" \
+  "                         device starts uninitialised (see control=).\n" \
+  "comp_algorithm=ALGO      Compressor: lzo (default), lz4 or zstd.\n" \
+  "mem_limit=SIZE           Refuse writes (ENOSPC) past this much memory.\n" \
+  "control=DIR              Mount zram's sysfs files at DIR (FUSE)."
+
+static int
+zram_config_complete (void)
+{
+  if (control_dir) {
+    if (control_check_dir == NULL) {
+      nbdkit_error ("control=%s: this build has no control filesystem",
+                    control_dir);
+      return -1;
+    }
+    if (control_check_dir (control_dir) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static int
+zram_get_ready (void)
+{
+  int r;
+
+  zram = zram_create ();
+  if (zram == NULL) {
+    nbdkit_error ("zram_create: %m");
+    return -1;
+  }
+  r = zram_set_defaults (zram, comp_algorithm, mem_limit);
+  if (r < 0) {
+    nbdkit_error ("comp_algorithm=%s: %s", comp_algorithm, strerror (-r));
+    return -1;
+  }
+  if (size > 0) {
+    r = zram_set_disksize (zram, size);
+    if (r < 0) {
+      nbdkit_error ("size=%" PRIi64 ": %s", size,
+                    r == -EINVAL ? "larger than the largest disk (1 PiB)"
+                    : strerror (-r));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int
+zram_after_fork (void)
+{
+  struct control_opts opts = { .allow_other = false };
+
+  if (control_dir) {
+    control = control_start (zram, control_dir, &opts);
+    if (control == NULL)
+      return -1;
+  }
+  return 0;
+}
+
+static void
+print_stats (const char *when)
+{
+  struct zram_stats st;
+
+  zram_get_stats (zram, &st);
+  /* The kernel's mm_stat and io_stat layouts, then every counter by name. */
+  nbdkit_debug ("%s: mm_stat: %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+                " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+                " %8" PRIu64 " %8" PRIu64, when,
+                st.orig_data_size, st.compr_data_size, st.mem_used_total,
+                st.mem_limit, st.mem_used_max, st.same_pages,
+                st.pages_compacted, st.huge_pages, st.huge_pages_since);
+  nbdkit_debug ("%s: io_stat: %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+                " %8" PRIu64, when, st.failed_reads, st.failed_writes,
+                st.invalid_io, st.notify_free);
+  nbdkit_debug ("%s: stats:"
+#define X(name, what) " " #name "=%" PRIu64
+                ZRAM_COUNTERS (X)
+#undef X
+                " disksize=%" PRIu64 " orig_data_size=%" PRIu64
+                " mem_used_total=%" PRIu64 " mem_used_max=%" PRIu64, when,
+#define X(name, what) st.name,
+                ZRAM_COUNTERS (X)
+#undef X
+                st.disksize, st.orig_data_size, st.mem_used_total,
+                st.mem_used_max);
+}
+
+static void
+zram_cleanup (void)
+{
+  if (control_stop)
+    control_stop (control);
+  control = NULL;
+  if (zram && zram_debug_stats)
+    print_stats ("unload");
+}
+
+static void
+zram_unload (void)
+{
+  zram_destroy (zram);
+  zram = NULL;
+  free (comp_algorithm_buf);
+  free (control_dir);
+}
+
+static void
+zram_dump_plugin (void)
+{
+  char list[256];
+
+  list_algorithms (list, sizeof list);
+  printf ("zram_comp_algorithms=%s\n", list);
+  printf ("zram_default_comp_algorithm=lzo\n");
+  printf ("zram_block_size=%u\n", ZRAM_BLOCK_SIZE);
+}
+
+static void *
+zram_open (int readonly)
+{
+  (void) readonly;
+  if (zram_get (zram) < 0) {
+    if (control_dir)
+      nbdkit_error ("not initialised: write disksize in %s/disksize",
+                    control_dir);
+    else
+      nbdkit_error ("not initialised: start nbdkit with size=SIZE, or with "
+                    "control=DIR and write DIR/disksize");
+    errno = ENXIO;
+    return NULL;
+  }
+  return zram;
+}
+
+static void
+zram_close (void *handle)
+{
+  zram_put (handle);
+  if (zram_debug_stats)
+    print_stats ("close");
+}
+
+static int64_t
+zram_get_size (void *handle)
+{
+  return zram_disksize (handle);
+}
+
+static int
+zram_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+                 uint32_t *maximum)
+{
+  (void) handle;
+  /* Any size works (partial blocks are read-modified-written), but whole
+   * 4 KiB blocks are what the slot table stores.
+   */
+  *minimum = 1;
+  *preferred = ZRAM_BLOCK_SIZE;
+  *maximum = MAX_REQUEST;
+  return 0;
+}
+
+/* Engine error to errno, with one line saying what failed. */
+static int
+fail (const char *op, int r, uint32_t count, uint64_t offset)
+{
+  errno = -r;
+  nbdkit_error ("%s: %" PRIu32 " bytes at %" PRIu64 ": %m", op, count,
+                offset);
+  return -1;
+}
+
+static int
+zram_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+            uint32_t flags)
+{
+  int r = zram_read (handle, buf, count, offset);
+
+  (void) flags;
+  return r < 0 ? fail ("read", r, count, offset) : 0;
+}
+
+static int
+zram_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
+             uint32_t flags)
+{
+  /* NBDKIT_FLAG_FUA needs nothing: a write is in memory when it returns. */
+  int r = zram_write (handle, buf, count, offset);
+
+  (void) flags;
+  return r < 0 ? fail ("write", r, count, offset) : 0;
+}
+
+static int
+zram_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  int r = zram_discard (handle, count, offset);
+
+  (void) flags;
+  return r < 0 ? fail ("trim", r, count, offset) : 0;
+}
+
+static int
+zram_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  /* Always fast, so NBDKIT_FLAG_FAST_ZERO needs nothing either: whole
+   * blocks are freed, at most two partial ones rewritten.
+   */
+  int r = zram_write_zeroes (handle, count, offset);
+
+  (void) flags;
+  return r < 0 ? fail ("zero", r, count, offset) : 0;
+}
+
+static int
+zram_flush_ (void *handle, uint32_t flags)
+{
+  int r = zram_flush (handle);
+
+  (void) flags;
+  return r < 0 ? fail ("flush", r, 0, 0) : 0;
+}
+
+struct extents_ctx {
+  struct nbdkit_extents *extents;
+  unsigned n;
+  bool req_one;
+};
+
+static int
+add_extent (void *opaque, uint64_t offset, uint64_t length, bool hole)
+{
+  struct extents_ctx *ctx = opaque;
+
+  if (nbdkit_add_extent (ctx->extents, offset, length,
+                         hole ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0)
+      == -1)
+    return -1;
+  /* Stop early: the client asks again from where this reply ends. */
+  if (ctx->req_one || ++ctx->n >= MAX_EXTENTS)
+    return 1;
+  return 0;
+}
+
+static int
+zram_extents_ (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
+               struct nbdkit_extents *extents)
+{
+  struct extents_ctx ctx = {
+    .extents = extents,
+    .req_one = flags & NBDKIT_FLAG_REQ_ONE,
+  };
+  int r = zram_extents (handle, count, offset, add_extent, &ctx);
+
+  if (r == -1)
+    return -1;            /* nbdkit_add_extent said why */
+  if (r < 0)
+    return fail ("extents", r, count, offset);
+  return 0;
+}
+
+static int
+zram_can_fua (void *handle)
+{
+  (void) handle;
+  return NBDKIT_FUA_NATIVE;
+}
+
+static int
+zram_can_yes (void *handle)
+{
+  (void) handle;
+  return 1;
+}
+
+static int
+zram_is_rotational (void *handle)
+{
+  (void) handle;
+  return 0;
+}
+
+static struct nbdkit_plugin plugin = {
+  .name              = "zram",
+  .version           = PACKAGE_VERSION,
+  .longname          = "nbdkit zram plugin: a userspace compressed RAM disk",
+  .description       = "A compressed RAM block device with Linux zram's "
+                       "semantics and statistics.",
+  .magic_config_key  = "size",
+  .config            = zram_config,
+  .config_help       = zram_config_help,
+  .config_complete   = zram_config_complete,
+  .get_ready         = zram_get_ready,
+  .after_fork        = zram_after_fork,
+  .cleanup           = zram_cleanup,
+  .unload            = zram_unload,
+  .dump_plugin       = zram_dump_plugin,
+  .open              = zram_open,
+  .close             = zram_close,
+  .get_size          = zram_get_size,
+  .block_size        = zram_block_size,
+  .is_rotational     = zram_is_rotational,
+  .can_write         = zram_can_yes,
+  .can_flush         = zram_can_yes,
+  .can_trim          = zram_can_yes,
+  .can_zero          = zram_can_yes,
+  .can_fast_zero     = zram_can_yes,
+  .can_fua           = zram_can_fua,
+  .can_multi_conn    = zram_can_yes,
+  .can_extents       = zram_can_yes,
+  .pread             = zram_pread,
+  .pwrite            = zram_pwrite,
+  .trim              = zram_trim,
+  .zero              = zram_zero,
+  .flush             = zram_flush_,
+  .extents           = zram_extents_,
+  .errno_is_preserved = 1,
+};
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+NBDKIT_REGISTER_PLUGIN (plugin)

@@ -1,0 +1,438 @@
+/* uzram: unit test of libzsmalloc.
+ *
+ * Edge sizes, objects spanning pages in the three map modes, handles and
+ * contents through zs_compact, a page source that runs dry, memory going
+ * back to the system after a mass free, and the per-class statistics.
+ */
+#include <config.h>
+
+#undef NDEBUG
+#include <assert.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zsmalloc.h"
+
+#define PAGE 4096
+
+static unsigned char
+pattern_byte (unsigned long seed, size_t i)
+{
+  uint64_t x = seed * 0x9e3779b97f4a7c15ULL + i * 0xbf58476d1ce4e5b9ULL;
+
+  x ^= x >> 31;
+  return x & 0xff;
+}
+
+static void
+fill (struct zs_pool *pool, unsigned long h, size_t size, unsigned long seed)
+{
+  unsigned char *p = zs_map_object (pool, h, ZS_MM_WO);
+  size_t i;
+
+  for (i = 0; i < size; i++)
+    p[i] = pattern_byte (seed, i);
+  zs_unmap_object (pool, h);
+}
+
+static int
+check (struct zs_pool *pool, unsigned long h, size_t size, unsigned long seed)
+{
+  const unsigned char *p = zs_map_object (pool, h, ZS_MM_RO);
+  size_t i;
+  int ok = 1;
+
+  for (i = 0; i < size; i++)
+    if (p[i] != pattern_byte (seed, i)) {
+      ok = 0;
+      break;
+    }
+  zs_unmap_object (pool, h);
+  return ok;
+}
+
+#define FAIL(...) do {                                          \
+    fprintf (stderr, "FAIL: %s:%d: ", __FILE__, __LINE__);      \
+    fprintf (stderr, __VA_ARGS__);                              \
+    fputc ('\n', stderr);                                       \
+    exit (1);                                                   \
+  } while (0)
+
+static void
+test_edge_sizes (void)
+{
+  static const size_t good[] = { 1, 31, 32, 33, 4095, 4096 };
+  static const size_t bad[] = { 0, 4097, 100000 };
+  unsigned long h[6];
+  struct zs_pool *pool = zs_create_pool ("edge", NULL);
+  size_t i;
+
+  assert (pool);
+  for (i = 0; i < 6; i++) {
+    h[i] = zs_malloc (pool, good[i]);
+    if (!h[i])
+      FAIL ("zs_malloc (%zu): %m", good[i]);
+    fill (pool, h[i], good[i], i);
+  }
+  for (i = 0; i < 6; i++)
+    if (!check (pool, h[i], good[i], i))
+      FAIL ("content of size %zu", good[i]);
+  for (i = 0; i < 3; i++) {
+    errno = 0;
+    if (zs_malloc (pool, bad[i]) != 0 || errno != EINVAL)
+      FAIL ("zs_malloc (%zu) should fail with EINVAL", bad[i]);
+  }
+  zs_free (pool, 0);                      /* ignored */
+  for (i = 0; i < 6; i++)
+    zs_free (pool, h[i]);
+  if (zs_get_total_pages (pool) != 0)
+    FAIL ("%lu pages left after freeing all", zs_get_total_pages (pool));
+  zs_destroy_pool (pool);
+}
+
+/* Objects of 3000 bytes: most straddle a page boundary.  A spanning
+ * object maps to the per-thread buffer, the same address for all of them.
+ */
+static void
+test_spanning (void)
+{
+  enum { N = 64, SIZE = 3000 };
+  struct zs_pool *pool = zs_create_pool ("span", NULL);
+  unsigned long h[N];
+  void *ptr[N];
+  void *buffer = NULL;
+  int span[N], nspan = 0, i, j, s1 = -1, s2 = -1;
+  unsigned char *p;
+
+  for (i = 0; i < N; i++) {
+    h[i] = zs_malloc (pool, SIZE);
+    assert (h[i]);
+    fill (pool, h[i], SIZE, 1000 + i);
+  }
+  for (i = 0; i < N; i++) {
+    ptr[i] = zs_map_object (pool, h[i], ZS_MM_RO);
+    zs_unmap_object (pool, h[i]);
+  }
+  for (i = 0; i < N && !buffer; i++)
+    for (j = i + 1; j < N; j++)
+      if (ptr[i] == ptr[j]) {
+        buffer = ptr[i];
+        break;
+      }
+  if (!buffer)
+    FAIL ("no object of %d bytes spans a page", SIZE);
+  for (i = 0; i < N; i++) {
+    span[i] = ptr[i] == buffer;
+    nspan += span[i];
+    if (span[i] && s1 < 0)
+      s1 = i;
+    else if (span[i] && s2 < 0)
+      s2 = i;
+  }
+  printf ("spanning: %d of %d objects of %d bytes\n", nspan, N, SIZE);
+  assert (s1 >= 0 && s2 >= 0);
+
+  /* RO: copied in, not written back. */
+  p = zs_map_object (pool, h[s1], ZS_MM_RO);
+  for (i = 0; i < SIZE; i++)
+    if (p[i] != pattern_byte (1000 + s1, i))
+      FAIL ("RO mapping did not copy in");
+  memset (p, 0xee, SIZE);
+  zs_unmap_object (pool, h[s1]);
+  if (!check (pool, h[s1], SIZE, 1000 + s1))
+    FAIL ("RO mapping wrote back");
+
+  /* WO: the buffer still holds s1's bytes (mapped last), not s2's. */
+  p = zs_map_object (pool, h[s2], ZS_MM_WO);
+  if (memcmp (p, buffer, 1) != 0 || p[0] != pattern_byte (1000 + s1, 0)
+      || p[100] != pattern_byte (1000 + s1, 100))
+    FAIL ("WO mapping copied in");
+  for (i = 0; i < SIZE; i++)
+    p[i] = pattern_byte (2000 + s2, i);
+  zs_unmap_object (pool, h[s2]);
+  if (!check (pool, h[s2], SIZE, 2000 + s2))
+    FAIL ("WO mapping did not write back");
+
+  /* RW: both. */
+  p = zs_map_object (pool, h[s1], ZS_MM_RW);
+  for (i = 0; i < SIZE; i++) {
+    if (p[i] != pattern_byte (1000 + s1, i))
+      FAIL ("RW mapping did not copy in");
+    p[i] = pattern_byte (3000 + s1, i);
+  }
+  zs_unmap_object (pool, h[s1]);
+  if (!check (pool, h[s1], SIZE, 3000 + s1))
+    FAIL ("RW mapping did not write back");
+
+  /* The neighbours of the spanning objects are untouched. */
+  for (i = 0; i < N; i++)
+    if (i != s1 && i != s2 && !check (pool, h[i], SIZE, 1000 + i))
+      FAIL ("object %d damaged", i);
+  zs_destroy_pool (pool);
+}
+
+static void
+check_stats (struct zs_pool *pool, unsigned long live, int compacted)
+{
+  struct zs_class_stat st[600];
+  size_t n = zs_pool_class_stats (pool, st, 600), i, g;
+  unsigned long pages = 0, used = 0;
+
+  assert (n > 0 && n <= 600);
+  assert (zs_pool_class_stats (pool, st, 0) == n);
+  for (i = 0; i < n; i++) {
+    unsigned long zsp = 0;
+
+    if (i > 0 && st[i].size <= st[i - 1].size)
+      FAIL ("classes not ascending at %zu", i);
+    if (st[i].obj_used > st[i].obj_allocated)
+      FAIL ("class %u: obj_used > obj_allocated", st[i].size);
+    if (st[i].pages_used != st[i].zspages * st[i].pages_per_zspage)
+      FAIL ("class %u: pages_used", st[i].size);
+    if ((unsigned long) st[i].objs_per_zspage * st[i].size
+        > (unsigned long) st[i].pages_per_zspage * PAGE)
+      FAIL ("class %u: objects do not fit the zspage", st[i].size);
+    for (g = 0; g < ZS_NR_FULLNESS; g++)
+      zsp += st[i].fullness[g];
+    if (zsp != st[i].zspages)
+      FAIL ("class %u: fullness sums to %lu, not %lu", st[i].size, zsp,
+            st[i].zspages);
+    if (st[i].fullness[ZS_NR_FULLNESS - 1] * st[i].objs_per_zspage
+        > st[i].obj_used)
+      FAIL ("class %u: full zspages exceed objects", st[i].size);
+    if (compacted && st[i].freeable != 0)
+      FAIL ("class %u: %lu freeable after compaction", st[i].size,
+            st[i].freeable);
+    pages += st[i].pages_used;
+    used += st[i].obj_used;
+  }
+  if (st[n - 1].size != PAGE || st[n - 1].objs_per_zspage != 1
+      || st[n - 1].pages_per_zspage != 1)
+    FAIL ("the last class is not the huge class");
+  if (pages != zs_get_total_pages (pool))
+    FAIL ("classes hold %lu pages, zs_get_total_pages says %lu", pages,
+          zs_get_total_pages (pool));
+  if (used != live)
+    FAIL ("classes hold %lu objects, %lu live", used, live);
+}
+
+static unsigned long rng_state = 88172645463325252UL;
+static unsigned long
+rnd (void)
+{
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+static void
+test_compact (void)
+{
+  enum { N = 40000 };
+  struct zs_pool *pool = zs_create_pool ("compact", NULL);
+  unsigned long *h = calloc (N, sizeof *h);
+  unsigned short *size = calloc (N, sizeof *size);
+  unsigned long before, after, freed, live = 0;
+  size_t huge = zs_huge_class_size (pool);
+  int i;
+
+  printf ("huge class size: %zu\n", huge);
+  if (huge <= 3000 || huge > PAGE)
+    FAIL ("huge class size %zu", huge);
+  for (i = 0; i < N; i++) {
+    size[i] = 1 + rnd () % PAGE;
+    h[i] = zs_malloc (pool, size[i]);
+    assert (h[i]);
+    fill (pool, h[i], size[i], h[i] * 7 + 1);
+  }
+  check_stats (pool, N, 0);
+  /* Free three of every four, plus a run of whole neighbourhoods. */
+  for (i = 0; i < N; i++)
+    if (i % 4 != 0 || (i / 1000) % 5 == 0) {
+      zs_free (pool, h[i]);
+      h[i] = 0;
+    }
+    else
+      live++;
+  check_stats (pool, live, 0);
+  before = zs_get_total_pages (pool);
+  freed = zs_compact (pool);
+  after = zs_get_total_pages (pool);
+  printf ("compact: %lu pages -> %lu (%lu freed)\n", before, after, freed);
+  if (freed == 0 || after != before - freed)
+    FAIL ("compaction freed %lu, pages %lu -> %lu", freed, before, after);
+  check_stats (pool, live, 1);
+  for (i = 0; i < N; i++)
+    if (h[i] && !check (pool, h[i], size[i], h[i] * 7 + 1))
+      FAIL ("object %d (handle %lu) damaged by compaction", i, h[i]);
+  if (zs_compact (pool) != 0)
+    FAIL ("second compaction freed pages");
+  /* Handles stay usable: rewrite, free. */
+  for (i = 0; i < N; i++)
+    if (h[i]) {
+      fill (pool, h[i], size[i], i);
+      if (!check (pool, h[i], size[i], i))
+        FAIL ("object %d after rewrite", i);
+      zs_free (pool, h[i]);
+    }
+  check_stats (pool, 0, 1);
+  if (zs_get_total_pages (pool) != 0)
+    FAIL ("pages left after freeing everything");
+  zs_destroy_pool (pool);
+  free (h);
+  free (size);
+}
+
+/* A page source that gives out limit pages and then fails. */
+struct limited {
+  unsigned long limit, out, given;
+};
+
+static void *
+limited_alloc (void *ctx)
+{
+  struct limited *l = ctx;
+  void *p;
+
+  if (l->out >= l->limit)
+    return NULL;
+  p = aligned_alloc (PAGE, PAGE);
+  if (p) {
+    l->out++;
+    l->given++;
+  }
+  return p;
+}
+
+static void
+limited_free (void *ctx, void *page)
+{
+  struct limited *l = ctx;
+
+  assert (l->out > 0);
+  l->out--;
+  free (page);
+}
+
+static void
+test_page_source_failure (void)
+{
+  enum { N = 100000 };
+  struct limited l = { .limit = 300 };
+  struct zs_ops ops = { limited_alloc, limited_free, &l };
+  struct zs_pool *pool = zs_create_pool ("limited", &ops);
+  unsigned long *h = calloc (N, sizeof *h);
+  unsigned short *size = calloc (N, sizeof *size);
+  int i, n = 0, failures = 0;
+
+  for (i = 0; i < N && failures < 200; i++) {
+    size_t s = 1 + rnd () % PAGE;
+    unsigned long x;
+
+    errno = 0;
+    x = zs_malloc (pool, s);
+    if (!x) {
+      if (errno != ENOMEM)
+        FAIL ("zs_malloc failed with %m, not ENOMEM");
+      failures++;
+      continue;
+    }
+    h[n] = x;
+    size[n] = s;
+    fill (pool, x, s, x + 99);
+    n++;
+  }
+  printf ("page source failure: %d objects stored in %lu pages, "
+          "%d failures\n", n, l.out, failures);
+  if (failures == 0 || l.out > l.limit || zs_get_total_pages (pool) != l.out)
+    FAIL ("pages out %lu, pool %lu", l.out, zs_get_total_pages (pool));
+  for (i = 0; i < n; i++)
+    if (!check (pool, h[i], size[i], h[i] + 99))
+      FAIL ("object %d damaged by a failed allocation", i);
+  check_stats (pool, n, 0);
+  for (i = 0; i < n; i++)
+    zs_free (pool, h[i]);
+  if (l.out != 0)
+    FAIL ("%lu pages not given back", l.out);
+  zs_destroy_pool (pool);
+  free (h);
+  free (size);
+}
+
+static long
+rss_anon_kb (void)
+{
+  FILE *f = fopen ("/proc/self/status", "r");
+  char line[256];
+  long kb = -1;
+
+  assert (f);
+  while (fgets (line, sizeof line, f))
+    if (sscanf (line, "RssAnon: %ld kB", &kb) == 1)
+      break;
+  fclose (f);
+  return kb;
+}
+
+static int
+running_tsan (void)
+{
+#if defined(__SANITIZE_THREAD__)
+  return 1;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  return 1;
+#endif
+#endif
+  return 0;
+}
+
+static void
+test_rss (void)
+{
+  enum { N = 32768, SIZE = 2000 };   /* 64 MB of objects */
+  struct zs_pool *pool = zs_create_pool ("rss", NULL);
+  unsigned long *h = calloc (N, sizeof *h);
+  long base, full, freed;
+  int i;
+
+  base = rss_anon_kb ();
+  for (i = 0; i < N; i++) {
+    h[i] = zs_malloc (pool, SIZE);
+    assert (h[i]);
+    fill (pool, h[i], SIZE, i);
+  }
+  full = rss_anon_kb ();
+  for (i = 0; i < N; i++)
+    zs_free (pool, h[i]);
+  freed = rss_anon_kb ();
+  printf ("RssAnon: %ld kB at start, %ld kB full, %ld kB after free\n",
+          base, full, freed);
+  if (full - base < 50000)
+    FAIL ("RssAnon rose by only %ld kB for 64 MB", full - base);
+  /* Under ThreadSanitizer RssAnon also counts the shadow of the pool's
+   * pages (3 times their size), part of which TSan keeps after the pages
+   * are gone: allow that, but still demand most of the rise back.
+   */
+  if (freed - base > (full - base) / (running_tsan () ? 5 : 20))
+    FAIL ("RssAnon stays %ld kB above the start after freeing all",
+          freed - base);
+  zs_destroy_pool (pool);
+  free (h);
+}
+
+int
+main (void)
+{
+  test_edge_sizes ();
+  test_spanning ();
+  test_compact ();
+  test_page_source_failure ();
+  test_rss ();
+  printf ("PASS\n");
+  return 0;
+}
