@@ -34,7 +34,7 @@ NAMES = dict(CONTENDERS)
 # RAW.tsv: kind is job (a fio job), copy (the image's copy-in), scale (a
 # scaling point), empty (an empty disk).  Figures are "-" where there is none.
 COLUMNS = ['kind', 'contender', 'job', 'rep', 'disk', 'data_bytes', 'mbps', 'iops',
-           'p99_us', 'secs', 'rss_kib', 'anon_kib', 'mem_used', 'status']
+           'p99_us', 'secs', 'rss_kib', 'anon_kib', 'mem_used', 'fixed_kib', 'status']
 
 
 def fio_figures(path, jobname):
@@ -241,9 +241,13 @@ def report(raw, header, out, dat):
         lines += ['## How cost grows with the work', '',
                   'The image repeated to DATA bytes, written with nbdcopy (dd for the '
                   'kernel) into a disk of DISK bytes, then 4 KiB random reads at depth 16 '
-                  'over the data.  Memory per stored GiB: memory held / DATA.  Medians.', '',
-                  '| contender | disk | data | copy-in MB/s | randread IOPS | memory held, MiB | MiB per stored GiB |',
-                  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+                  'over the data.  Memory held: as in the copy-in (the growth of the '
+                  'server\'s VmRSS; the kernel\'s mem_used_total).  Fixed cost: what the '
+                  'disk costs before any data, the server\'s VmRSS at start, or the kernel '
+                  'zram\'s slot table (the growth of VmallocUsed when disksize is set: '
+                  'not in its mm_stat).  One run each.', '',
+                  '| contender | disk | data | copy-in MB/s | randread IOPS | memory held, MiB | MiB per stored GiB | fixed cost, MiB |',
+                  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
         pts = {}
         for r in scale:
             pts.setdefault((r['contender'], r['disk'], r['data_bytes']), []).append(r)
@@ -255,21 +259,26 @@ def report(raw, header, out, dat):
                 read_rs = [r for r in rs if r['job'] == 'randread']
                 held = mib_held(copy_rs, c)
                 gib = int(data) / 2**30
-                lines.append('| %s | %s | %s | %s | %s | %s | %s |' % (
+                lines.append('| %s | %s | %s | %s | %s | %s | %s | %s |' % (
                     NAMES[c], disk, human(int(data)), fmt(med(copy_rs, 'mbps')),
                     fmt(med(read_rs, 'iops'), 0), fmt(held),
-                    fmt(held / gib if held is not None else None)))
+                    fmt(held / gib if held is not None else None),
+                    fmt(med(copy_rs, 'fixed_kib', 1 / 1024))))
         lines.append('')
 
     empty = [r for r in rows if r['kind'] == 'empty']
     if empty:
         lines += ['## An empty disk', '',
-                  'The server\'s VmRSS and RssAnon after a client connected to an '
-                  'empty disk of that size (nothing written).', '',
-                  '| contender | disk | VmRSS, MiB | RssAnon, MiB |', '| --- | ---: | ---: | ---: |']
+                  'The server\'s VmRSS and RssAnon while a client is connected to an '
+                  'empty disk of that size (one block read, nothing written); for the '
+                  'kernel\'s zram, its slot table (VmallocUsed\'s growth when disksize '
+                  'is set).', '',
+                  '| contender | disk | VmRSS, MiB | RssAnon, MiB | kernel table, MiB |',
+                  '| --- | ---: | ---: | ---: | ---: |']
         for r in empty:
-            lines.append('| %s | %s | %s | %s |' % (NAMES[r['contender']], r['disk'],
-                         fmt(num(r['rss_kib']) / 1024), fmt(num(r['anon_kib']) / 1024)))
+            mib = lambda col: fmt(num(r[col]) / 1024) if num(r[col]) is not None else '-'
+            lines.append('| %s | %s | %s | %s | %s |' % (NAMES[r['contender']], r['disk'],
+                         mib('rss_kib'), mib('anon_kib'), mib('fixed_kib')))
         lines.append('')
 
     with open(out, 'w') as f:

@@ -26,6 +26,8 @@
 #   --image FILE     the copy-in image (default: scripts/make-corpus.sh
 #                    builds one, 256 MiB, 16 in quick mode); --no-copy
 #   --scaling / --no-scaling
+#   --scale-points "DISK:DATA ..."  (default "64M:64M 1G:64M 64G:64M
+#                    64G:256M 64G:1G 64G:4G")
 #   --out DIR        where the results go (default fio-jobs/results)
 #
 # Writes DIR/bench-MODE-DATE-HOST.{md,png,tsv} (report, chart, raw
@@ -46,6 +48,7 @@ report_py=$here/bench-report.py
 
 mode=full contenders=uzram,null,sparse,zstd,kzram jobs=all out=$here/results
 reps= runtime= ramp= size= disk= image= copy=yes scaling=
+scale_points="64M:64M 1G:64M 64G:64M 64G:256M 64G:1G 64G:4G"
 die () { echo "run-bench: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -62,6 +65,7 @@ while [ $# -gt 0 ]; do
         --no-copy) copy=no ;;
         --scaling) scaling=yes ;;
         --no-scaling) scaling=no ;;
+        --scale-points) scale_points=$2; shift ;;
         --out) out=$2; shift ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
@@ -84,11 +88,11 @@ done
 tmp=$(mktemp -d /tmp/uzram-bench.XXXXXX)
 mkdir -p "$tmp/fio" "$tmp/kjobs" "$tmp/log"
 raw=$tmp/raw.tsv
-printf 'kind\tcontender\tjob\trep\tdisk\tdata_bytes\tmbps\tiops\tp99_us\tsecs\trss_kib\tanon_kib\tmem_used\tstatus\n' > "$raw"
+printf 'kind\tcontender\tjob\trep\tdisk\tdata_bytes\tmbps\tiops\tp99_us\tsecs\trss_kib\tanon_kib\tmem_used\tfixed_kib\tstatus\n' > "$raw"
 
 # --- clean-up: every nbdkit by its pid, the kernel's zram reset -----------
 nbdkit_pids=()
-zdev= zdev_added=no
+zdev= zdev_added=no kz_table_kib=-
 stop_pid ()
 {
     local pid=$1 i
@@ -176,7 +180,13 @@ start_server ()
     if [ $c = kzram ]; then
         zram_reset
         echo lzo > /sys/block/$zdev/comp_algorithm
+        local v0 v1
+        v0=$(awk '/^VmallocUsed:/ {print $2}' /proc/meminfo)
         echo "$size" > /sys/block/$zdev/disksize
+        v1=$(awk '/^VmallocUsed:/ {print $2}' /proc/meminfo)
+        # Its slot table: not in mm_stat, and global, so the measure is
+        # only as good as the machine is quiet.
+        kz_table_kib=$(( v1 - v0 ))
         dev=/dev/$zdev
         return 0
     fi
@@ -234,11 +244,15 @@ mem_now ()
     fi
     echo "$rss $anon $used"
 }
-mem_delta ()   # mem_delta "BEFORE" "AFTER": growth of RSS and RssAnon
+# mem_delta "BEFORE" "AFTER": the growth of VmRSS and RssAnon, the
+# mem_used_total after, and the fixed cost: the server's VmRSS before any
+# client, or the kernel zram's slot table.
+mem_delta ()
 {
-    local b=($1) a=($2) r=- n=-
-    [ "${b[0]}" != - ] && r=$(( a[0] - b[0] )) && n=$(( a[1] - b[1] ))
-    echo "$r $n ${a[2]}"
+    local b=($1) a=($2) r=- n=- fixed=-
+    [ "${b[0]}" != - ] && r=$(( a[0] - b[0] )) && n=$(( a[1] - b[1] )) && fixed=${b[0]}
+    [ -n "$dev" ] && fixed=$kz_table_kib
+    echo "$r $n ${a[2]} $fixed"
 }
 row () { local IFS=$'\t'; echo "$*" >> "$raw"; }
 now () { date +%s.%N; }
@@ -263,11 +277,11 @@ run_fio ()   # run_fio CONTENDER JOB REP
 {
     local c=$1 j=$2 rep=$3 jobfile=$here/$2.fio json=$tmp/fio/$1-$2-$3.json
     if [ $c = null ] && [ $j = verify ]; then   # null keeps nothing to verify
-        row job $c $j $rep "$disk" - - - - - - - - n/a
+        row job $c $j $rep "$disk" - - - - - - - - - n/a
         return
     fi
     [ $c = kzram ] && jobfile=$tmp/kjobs/$j.fio
-    start_server $c "$disk" || { row job $c $j $rep "$disk" - - - - - - - - nostart; return; }
+    start_server $c "$disk" || { row job $c $j $rep "$disk" - - - - - - - - - nostart; return; }
     local before after t0 t1 rc=0 figs
     before=$(mem_now)
     t0=$(now)
@@ -288,7 +302,7 @@ run_fio ()   # run_fio CONTENDER JOB REP
 copy_in ()   # copy_in CONTENDER REP SOURCE-CMD BYTES DISK KIND JOB [keep]
 {            # keep: leave the server running (the caller stops it)
     local c=$1 rep=$2 srccmd=$3 nbytes=$4 dsize=$5 kind=$6 job=$7 keep=${8:-}
-    start_server $c "$dsize" || { row $kind $c $job $rep "$dsize" $nbytes - - - - - - - nostart; return 1; }
+    start_server $c "$dsize" || { row $kind $c $job $rep "$dsize" $nbytes - - - - - - - - nostart; return 1; }
     local before after t0 t1 rc=0 secs
     before=$(mem_now)
     t0=$(now)
@@ -354,7 +368,7 @@ if [ $copy = yes ] && want uzram && [ $uzram_control = no ]; then
                         tail -1 | sed 's/.*mm_stat: *//')
         [ -n "$uzram_mm_stat" ] &&
             row mmstat uzram copy-in 1 "$image_bytes" $image_bytes - - - - - - \
-                "$(echo $uzram_mm_stat | cut -d' ' -f3)" ok
+                "$(echo $uzram_mm_stat | cut -d' ' -f3)" - ok
     fi
     extra_nbdkit_args=()
 fi
@@ -378,7 +392,7 @@ printf '%s\n' '[global]' 'ioengine=nbd' 'uri=${uri}' 'size=${size}' thread noran
 sed 's/^ioengine=nbd$/ioengine=libaio\ndirect=1/; s/^uri=\${uri}$/filename=${filename}/' \
     "$scale_job" > "$tmp/kjobs/scale-randread.fio"
 if [ $scaling = yes ]; then
-    for p in 64M:64M 1G:64M 64G:64M 64G:256M 64G:1G 64G:4G; do
+    for p in $scale_points; do
         d=${p%:*} n=$(bytes ${p#*:})
         for c in ${contenders//,/ }; do
             [ $c = null ] && continue      # holds nothing
@@ -393,19 +407,27 @@ if [ $scaling = yes ]; then
             stop_server
             set -- $("$report_py" fio "$json" randread)
             [ $rc = 0 ] || set -- "$1" "$2" "$3" fio-exit$rc
-            row scale $c randread 1 "$d" $n "$1" "$2" "$3" - - - - "$4"
+            row scale $c randread 1 "$d" $n "$1" "$2" "$3" - - - - - "$4"
         done
     done
 
     # The memory cost of an empty 1 TiB disk, with a client connected.
+    # The kernel's is its slot table, vmalloc'ed when disksize is set:
+    # 4 GiB for 1 TiB, which this machine has room for.
     for c in ${contenders//,/ }; do
-        case $c in uzram|sparse|zstd) ;; *) continue;; esac
+        [ $c = null ] && continue
         start_server $c 1T || continue
+        if [ $c = kzram ]; then
+            dd if=$dev of=/dev/null bs=4k count=1 iflag=direct status=none
+            stop_server
+            row empty $c - 1 1T 0 - - - - - - - "$kz_table_kib" ok
+            continue
+        fi
         st=$(timeout 60 nbdsh -u "$uri" -c "h.pread(4096, 0)" \
                 -c "print(open('/proc/$srv_pid/status').read())" 2>/dev/null) || st=
         rss=$(echo "$st" | awk '/^VmRSS:/ {print $2}') anon=$(echo "$st" | awk '/^RssAnon:/ {print $2}')
         stop_server
-        row empty $c - 1 1T 0 - - - - "${rss:--}" "${anon:--}" - ok
+        row empty $c - 1 1T 0 - - - - "${rss:--}" "${anon:--}" - - ok
     done
 fi
 
