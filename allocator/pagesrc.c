@@ -10,9 +10,10 @@
  *     |  base: 2 MiB of PROT_READ|WRITE, MADV_NOHUGEPAGE
  *     |  free[]: stack of the indices of its pages not handed out
  *
- * A freed page goes to the hot stack while it has room; otherwise it is
- * given back to the system with madvise(MADV_DONTNEED) (so RssAnon falls)
- * and returns to its chunk's free stack.  A chunk whose pages are all free
+ * A freed page goes on the hot stack; when that is full, its oldest half
+ * is given back to the system with madvise(MADV_DONTNEED) (so RssAnon
+ * falls) and returns to the chunks' free stacks.  pagesrc_trim gives back
+ * the whole hot stack.  A chunk whose pages are all free
  * is unmapped, except one kept as a spare against map/unmap churn.
  * Allocation takes the lowest-addressed chunk with a free page, so that
  * pages concentrate in few chunks and the others can empty.
@@ -44,11 +45,14 @@
 #define CHUNK_PAGES 512
 #define CHUNK_SIZE (CHUNK_PAGES * ZS_PAGE_SIZE)
 
-/* At most this many freed pages stay resident for reuse: 256 KiB, small
- * against any pool worth compressing, and it spares a madvise and a page
- * fault each time a zspage is freed and another created soon after.
+/* At most this many freed pages stay resident for reuse (1 MiB, small
+ * against any pool worth compressing): it spares a madvise and a page fault
+ * each time a zspage is freed and another created soon after.  When the
+ * stack fills, its oldest PURGE_BATCH pages go back to the system in one
+ * go, sorted so that neighbours share one madvise call.
  */
-#define HOT_PAGES 64
+#define HOT_PAGES 256
+#define PURGE_BATCH 128
 
 struct chunk {
   char *base;
@@ -244,16 +248,34 @@ pagesrc_alloc (struct page_source *src, void **pages, unsigned n)
   return 0;
 }
 
-/* Returns pages (already madvised) to their chunks and collects chunks
- * that became empty into *empty (all but one spare).  Called with
- * src->lock held.
+static int
+cmp_ptr (const void *a, const void *b)
+{
+  const char *x = *(char *const *) a, *y = *(char *const *) b;
+
+  return (x > y) - (x < y);
+}
+
+/* Gives pages (taken off every free list) back to the system, coalescing
+ * neighbours into one madvise, then returns them to their chunks and
+ * unmaps chunks that became empty, keeping one as a spare.  Called without
+ * src->lock; takes it.
  */
 static void
-return_pages (struct page_source *src, void *const *pages, unsigned n,
-              struct chunk **empty, unsigned *nempty)
+purge_pages (struct page_source *src, void **pages, unsigned n)
 {
-  unsigned i;
+  struct chunk *empty[PURGE_BATCH + 1];
+  unsigned i, j, nempty = 0;
 
+  qsort (pages, n, sizeof *pages, cmp_ptr);
+  for (i = 0; i < n; i = j) {
+    for (j = i + 1; j < n; j++)
+      if ((char *) pages[j] != (char *) pages[j - 1] + ZS_PAGE_SIZE)
+        break;
+    madvise (pages[i], (j - i) * ZS_PAGE_SIZE, MADV_DONTNEED);
+  }
+
+  pthread_mutex_lock (&src->lock);
   for (i = 0; i < n; i++) {
     size_t at = find_chunk (src, pages[i]);
     struct chunk *c;
@@ -265,66 +287,86 @@ return_pages (struct page_source *src, void *const *pages, unsigned n,
     if (at < src->first_free)
       src->first_free = at;
   }
-  /* Unmap empty chunks, keeping the lowest as a spare. */
-  {
-    size_t j, kept = 0, w = 0;
+  /* Pages are sorted, so each chunk touched is seen once, in order. */
+  for (i = 0; i < n; i++) {
+    size_t at, k, spare = 0;
+    struct chunk *c;
 
-    for (j = 0; j < src->nchunks; j++) {
-      struct chunk *c = src->chunks[j];
-
-      if (c->nfree == CHUNK_PAGES && kept++ > 0)
-        empty[(*nempty)++] = c;
-      else
-        src->chunks[w++] = c;
-    }
-    src->nchunks = w;
+    if (i > 0 && find_chunk (src, pages[i]) == find_chunk (src, pages[i - 1]))
+      continue;
+    at = find_chunk (src, pages[i]);
+    c = src->chunks[at];
+    if (c->nfree < CHUNK_PAGES)
+      continue;
+    for (k = 0; k < src->nchunks; k++)
+      spare += k != at && src->chunks[k]->nfree == CHUNK_PAGES;
+    if (spare == 0)
+      continue;                 /* c stays, as the spare */
+    empty[nempty++] = c;
+    memmove (&src->chunks[at], &src->chunks[at + 1],
+             (src->nchunks - at - 1) * sizeof *src->chunks);
+    src->nchunks--;
     src->first_free = 0;
   }
-}
-
-void
-pagesrc_free (struct page_source *src, void *const *pages, unsigned n)
-{
-  /* A zspage has at most a few dozen pages; larger calls go in pieces. */
-  enum { BATCH = 64 };
-  void *cold[BATCH];
-  struct chunk *empty[BATCH + 1];
-  unsigned i, ncold = 0, nempty = 0;
-
-  if (!src->builtin) {
-    for (i = 0; i < n; i++)
-      src->ops.free_page (src->ops.ctx, pages[i]);
-    return;
-  }
-  while (n > BATCH) {
-    pagesrc_free (src, pages, BATCH);
-    pages += BATCH;
-    n -= BATCH;
-  }
-
-  pthread_mutex_lock (&src->lock);
-  for (i = 0; i < n; i++) {
-    if (src->nhot < HOT_PAGES)
-      src->hot[src->nhot++] = pages[i];
-    else
-      cold[ncold++] = pages[i];
-  }
-  pthread_mutex_unlock (&src->lock);
-  if (ncold == 0)
-    return;
-
-  /* The pages are in no free list now, so nobody can take them while the
-   * system call runs.
-   */
-  for (i = 0; i < ncold; i++)
-    madvise (cold[i], ZS_PAGE_SIZE, MADV_DONTNEED);
-
-  pthread_mutex_lock (&src->lock);
-  return_pages (src, cold, ncold, empty, &nempty);
   pthread_mutex_unlock (&src->lock);
 
   for (i = 0; i < nempty; i++) {
     munmap (empty[i]->base, CHUNK_SIZE);
     free (empty[i]);
   }
+}
+
+void
+pagesrc_free (struct page_source *src, void *const *pages, unsigned n)
+{
+  void *cold[PURGE_BATCH];
+  unsigned i, ncold = 0;
+
+  if (!src->builtin) {
+    for (i = 0; i < n; i++)
+      src->ops.free_page (src->ops.ctx, pages[i]);
+    return;
+  }
+
+  pthread_mutex_lock (&src->lock);
+  for (i = 0; i < n; i++) {
+    src->hot[src->nhot++] = pages[i];
+    if (src->nhot == HOT_PAGES) {
+      /* The oldest pages go back to the system in one batch. */
+      assert (ncold == 0);
+      ncold = PURGE_BATCH;
+      memcpy (cold, src->hot, sizeof cold);
+      memmove (src->hot, src->hot + PURGE_BATCH,
+               (HOT_PAGES - PURGE_BATCH) * sizeof *src->hot);
+      src->nhot -= PURGE_BATCH;
+      if (i + 1 < n) {
+        pthread_mutex_unlock (&src->lock);
+        purge_pages (src, cold, ncold);
+        ncold = 0;
+        pthread_mutex_lock (&src->lock);
+      }
+    }
+  }
+  pthread_mutex_unlock (&src->lock);
+  if (ncold)
+    purge_pages (src, cold, ncold);
+}
+
+void
+pagesrc_trim (struct page_source *src)
+{
+  void *cold[PURGE_BATCH];
+  unsigned n;
+
+  if (!src->builtin)
+    return;
+  do {
+    pthread_mutex_lock (&src->lock);
+    n = src->nhot < PURGE_BATCH ? src->nhot : PURGE_BATCH;
+    src->nhot -= n;
+    memcpy (cold, src->hot + src->nhot, n * sizeof *cold);
+    pthread_mutex_unlock (&src->lock);
+    if (n)
+      purge_pages (src, cold, n);
+  } while (n);
 }

@@ -26,4 +26,7 @@ int pagesrc_alloc (struct page_source *src, void **pages, unsigned n);
 /* Takes back n pages that pagesrc_alloc gave. */
 void pagesrc_free (struct page_source *src, void *const *pages, unsigned n);
 
+/* Gives every cached free page back to the system now. */
+void pagesrc_trim (struct page_source *src);
+
 #endif /* UZRAM_PAGESRC_H */

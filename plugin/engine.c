@@ -90,11 +90,6 @@ _Static_assert (sizeof (struct zram_slot) == 16, "a slot is 16 bytes");
 #define SLOT_IDLE    (1u << 4)   /* not accessed since zram_mark_idle_all */
 #define SLOT_LOCK_BITS (SLOT_LOCKED | SLOT_WAITERS)
 
-/* The largest disk: 2^50 bytes (1 PiB) needs a 4 TiB table, still a small
- * part of x86-64's 128 TiB of user address space.
- */
-#define ZRAM_MAX_DISKSIZE (UINT64_C (1) << 50)
-
 /* How many times a locker spins on a held slot lock before it sleeps.
  * Critical sections are one decompression (a few microseconds) or an entry
  * swap (nanoseconds); a short spin catches the latter without a syscall.

@@ -25,6 +25,10 @@
 #define ZRAM_BLOCK_SHIFT 12
 #define ZRAM_BLOCK_SIZE  (1u << ZRAM_BLOCK_SHIFT)  /* one slot: a 4 KiB page */
 #define ZRAM_SECTOR_SIZE 512                       /* the `stat` file's unit */
+/* The largest disksize: 1 PiB needs a 4 TiB slot table, a small part of
+ * x86-64's 128 TiB of user address space (it costs no memory until used).
+ */
+#define ZRAM_MAX_DISKSIZE (UINT64_C (1) << 50)
 
 /* Counters, listed once so that the struct, the printed names and every
  * consumer agree (mimalloc's habit).  All count events since the device was

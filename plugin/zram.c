@@ -128,6 +128,10 @@ zram_config (const char *key, const char *value)
       nbdkit_error ("size=%s: the disk needs at least one byte", value);
       return -1;
     }
+    if (n > ZRAM_MAX_DISKSIZE) {
+      nbdkit_error ("size=%s: larger than the largest disk, 1P", value);
+      return -1;
+    }
     size = n;
   }
   else if (strcmp (key, "comp_algorithm") == 0) {
@@ -208,9 +212,7 @@ zram_get_ready (void)
   if (size > 0) {
     r = zram_set_disksize (zram, size);
     if (r < 0) {
-      nbdkit_error ("size=%" PRIi64 ": %s", size,
-                    r == -EINVAL ? "larger than the largest disk (1 PiB)"
-                    : strerror (-r));
+      nbdkit_error ("size=%" PRIi64 ": %s", size, strerror (-r));
       return -1;
     }
   }
@@ -397,6 +399,7 @@ zram_flush_ (void *handle, uint32_t flags)
 
 struct extents_ctx {
   struct nbdkit_extents *extents;
+  uint64_t start, end;                  /* the request */
   unsigned n;
   bool req_one;
 };
@@ -405,6 +408,19 @@ static int
 add_extent (void *opaque, uint64_t offset, uint64_t length, bool hole)
 {
   struct extents_ctx *ctx = opaque;
+  uint64_t end = offset + length;
+
+  /* The engine reports whole blocks, which may reach past the request at
+   * either end; nbdkit 1.32 asserts that no extent is longer than the
+   * request (whose length is 32-bit), so clip to it.
+   */
+  if (offset < ctx->start)
+    offset = ctx->start;
+  if (end > ctx->end)
+    end = ctx->end;
+  if (end <= offset)
+    return 0;
+  length = end - offset;
 
   if (nbdkit_add_extent (ctx->extents, offset, length,
                          hole ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0)
@@ -422,6 +438,8 @@ zram_extents_ (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
 {
   struct extents_ctx ctx = {
     .extents = extents,
+    .start = offset,
+    .end = offset + count,
     .req_one = flags & NBDKIT_FLAG_REQ_ONE,
   };
   int r = zram_extents (handle, count, offset, add_extent, &ctx);

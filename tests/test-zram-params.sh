@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Parameters: each bad one stops nbdkit with one clear line naming it;
+# sizes round up to 4 KiB; --dump-plugin lists the compressors; without
+# size the device is uninitialised and refuses connections with a clear
+# message.
+source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/plugin-functions.sh"
+need_tool nbdkit nbdsh nbdinfo
+
+# bad ARGS... -- WORD: nbdkit must fail, printing one line containing WORD.
+bad ()
+{
+    local args=() word
+    while [ "$1" != -- ]; do args+=("$1"); shift; done
+    word=$2
+    if timeout 20 nbdkit -U - "$PLUGIN" "${args[@]}" --run true \
+            >"$tmpdir/out" 2>"$tmpdir/err"; then
+        fail "nbdkit accepted ${args[*]}"
+    fi
+    [ "$(wc -l < "$tmpdir/err")" -eq 1 ] ||
+        { cat "$tmpdir/err"; fail "${args[*]}: not exactly one line"; }
+    grep -qF -- "$word" "$tmpdir/err" ||
+        { cat "$tmpdir/err"; fail "${args[*]}: error does not name $word"; }
+    echo "${args[*]}: $(cat "$tmpdir/err")"
+}
+
+bad size=0 -- size=0
+bad size=abc -- size=abc
+bad 12Q -- size=12Q
+bad size=-1 -- size=-1
+bad size=2P -- size=2P
+bad size=99999999999999999999 -- size=99999999999999999999
+bad 1G mem_limit=lots -- mem_limit=lots
+bad 1G mem_limit= -- mem_limit
+bad 1G comp_algorithm=nope -- "comp_algorithm=nope: not built in; available: lzo"
+bad 1G frobnicate=1 -- frobnicate
+
+# --dump-plugin lists the compressors.
+nbdkit "$PLUGIN" --dump-plugin > "$tmpdir/dump"
+grep -qx 'zram_comp_algorithms=lzo.*' "$tmpdir/dump" || fail "--dump-plugin: $(cat "$tmpdir/dump")"
+grep -qx 'thread_model=parallel' "$tmpdir/dump" || fail "thread model not parallel"
+
+# Sizes: suffixes, rounding up to a block.
+for s in 1:4096 4095:4096 4097:8192 1K:4096 64k:65536 3M:3145728 2GiB:2147483648 1T:1099511627776; do
+    start_zram "${s%%:*}"
+    got=$(timeout 20 nbdinfo --size "$uri")
+    [ "$got" = "${s#*:}" ] || fail "size ${s%%:*} gave $got"
+    stop_nbdkit "$nbdkit_pid"
+done
+
+# Every compressor starts.
+for alg in $(sed -n 's/^zram_comp_algorithms=//p' "$tmpdir/dump"); do
+    start_zram 1M comp_algorithm=$alg mem_limit=512K
+    nbdsh_py 'h.pwrite(b"x" * 5000, 3); assert h.pread(5000, 3) == b"x" * 5000'
+    stop_nbdkit "$nbdkit_pid"
+done
+
+# No size: uninitialised, connections refused with the reason.
+start_zram_logged comp_algorithm=lzo
+if timeout 20 nbdinfo --size "$uri" > "$tmpdir/out" 2>&1; then
+    fail "an uninitialised device served $(cat "$tmpdir/out")"
+fi
+grep -q 'not initialised' "$zlog" || fail "no 'not initialised' message in the log"
+grep 'not initialised' "$zlog" | head -1
