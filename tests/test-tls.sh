@@ -24,7 +24,7 @@ done
 [ -s "$pidfile" ] || { cat "$tmpdir/nbdkit.err"; fail "nbdkit with TLS did not start"; }
 
 uri="nbds://alice@127.0.0.1:$port/?tls-psk-file=$psk"
-timeout 60 nbdsh -u "$uri" -c '
+timeout 60 nbdsh -c "h.set_uri_allow_local_file(True); h.connect_uri('$uri')" -c '
 import os
 data = os.urandom(256 * 1024)
 h.pwrite(data, 12345)
