@@ -37,7 +37,7 @@ stage ()   # stage NAME BUILDDIR "TESTS list or empty" configure options...
     count "$dir"
 }
 
-stage "plain build" "$src"  ""
+stage "plain build" "$src/build" ""
 # Sanitizer builds run the tests named in tests/sanitize.list.
 san_tests=$(grep -v '^#' tests/sanitize.list 2>/dev/null | tr '\n' ' ')
 if [ -n "${san_tests// /}" ]; then

@@ -49,7 +49,7 @@ cleanup_fn "kill $trimmer 2>/dev/null"
 timeout $((secs + 300)) fio --name=soak --ioengine=nbd --uri="$uri" \
     --rw=randwrite --bs=4k --bsrange=4k-64k --iodepth=16 --numjobs=4 \
     --size=192m --offset_increment=192m --time_based --runtime="$secs" \
-    --verify=crc32c --verify_backlog=512 --verify_fatal=1 --do_verify=1 \
+    --verify=crc32c --verify_backlog=512 --verify_fatal=1 --do_verify=1 --verify_state_save=0 \
     --buffer_compress_percentage=60 --refill_buffers \
     --group_reporting --output-format=json > "$tmpdir/fio.json" ||
     { cat "$tmpdir/fio.json"; fail "fio soak failed"; }
