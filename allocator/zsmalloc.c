@@ -157,6 +157,8 @@ enum fullness {
   ZS_FULL = ZS_NR_FULLNESS - 1,
 };
 
+_Static_assert (sizeof (unsigned long) == 8 && sizeof (void *) == 8,
+                "handle words pack a pointer: 64-bit only");
 _Static_assert (ZS_CLASS_DELTA % 8 == 0, "slots must stay 8-aligned");
 _Static_assert (ZS_MAX_PAGES_PER_ZSPAGE * ZS_PAGE_SIZE / ZS_MIN_ALLOC
                 < (1 << OBJ_IDX_BITS), "slot index must fit its field");
