@@ -36,7 +36,7 @@
  * from the others before taking a never-used index.  Cost: 8 bytes per
  * handle, plus the 4-byte reverse map word per slot.
  *
- *   handle slot word, live:  zspage>>6 (42 bits) | class (9) | slot (12) | 1
+ *   handle slot word, live:  zspage>>4 (44 bits) | class (8) | slot (11) | 1
  *   handle slot word, free:  next free handle index << 1
  *
  * Fullness: each class keeps its zspages in ZS_NR_FULLNESS lists by the
@@ -119,17 +119,19 @@
 
 #define ZS_NR_SIZES ((ZS_MAX_ALLOC - ZS_MIN_ALLOC) / ZS_CLASS_DELTA + 1)
 
-/* Handle word fields (see the top).  The zspage header is aligned to
- * ZSPAGE_ALIGN so its low 6 bits are zero, and user addresses are below
- * 2^48, so the pointer fits in the top 42 bits.
+/* Handle word fields (see the top).  The zspage header is 16-aligned (as
+ * malloc aligns anyway on 64-bit), so its low 4 bits are zero, and user
+ * addresses are below 2^48, so the pointer fits in the top 44 bits.  That
+ * leaves 11 bits for the slot (at most 8 * 4096 / 32 = 1024 slots) and 8
+ * for the class (255 sizes in steps of 16).
  */
-#define OBJ_IDX_BITS 12
-#define CLASS_IDX_BITS 9
+#define OBJ_IDX_BITS 11
+#define CLASS_IDX_BITS 8
 #define OBJ_IDX_SHIFT 1
 #define CLASS_IDX_SHIFT (OBJ_IDX_SHIFT + OBJ_IDX_BITS)
 #define ZSPAGE_SHIFT (CLASS_IDX_SHIFT + CLASS_IDX_BITS)
-#define ZSPAGE_ALIGN 64
-#define ZSPAGE_ALIGN_BITS 6
+#define ZSPAGE_ALIGN 16
+#define ZSPAGE_ALIGN_BITS 4
 #define HANDLE_LIVE 1UL
 
 /* Reverse map: a free slot's word has REVMAP_FREE set and the next free
@@ -562,7 +564,9 @@ create_class (unsigned index, unsigned size, unsigned pages, unsigned objs)
   class->objs_per_zspage = objs;
   class->header_size = sizeof (struct zspage) + pages * sizeof (void *)
     + objs * sizeof (uint32_t);
-  /* aligned_alloc wants a multiple of the alignment. */
+  /* aligned_alloc wants a multiple of the alignment; with glibc's own
+   * alignment it costs nothing over malloc.
+   */
   class->header_size = (class->header_size + ZSPAGE_ALIGN - 1)
     & ~(size_t) (ZSPAGE_ALIGN - 1);
   return class;
