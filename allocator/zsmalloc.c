@@ -8,7 +8,7 @@
  * source (pagesrc.c), not contiguous, and a slot may span the boundary
  * between two of them:
  *
- *   class 1328: 3 pages, 9 slots, 336 bytes of tail waste
+ *   e.g. slots of 1328 bytes in 3 pages: 9 slots, 336 bytes of tail waste
  *
  *   pages[0]                pages[1]                pages[2]
  *   [ 0  ][ 1  ][ 2  ][ 3 : 3 ][ 4  ][ 5  ][ 6 : 6 ][ 7  ][ 8  ][tail]
@@ -64,9 +64,11 @@
  *       shard->lock          leaf: a handle free list
  *       src->lock            leaf: the page source (pagesrc.c)
  * Only one class's locks are held at a time.  zspage->pins is not a lock:
- * it is taken under migrate (read) and dropped with no lock held.  In
- * practice zs_malloc and zs_free take shard and page-source locks outside
- * class->lock, and page-source calls (which may madvise) run unlocked.
+ * it is taken under migrate (read) and dropped with no lock held.  Shard
+ * locks are in fact taken only outside class->lock.  The page source is
+ * called under class->lock for single pages (a slot's first use, packing),
+ * and may then map a 2 MiB chunk or madvise a batch of pages, once per
+ * hundreds of pages; whole zspages are freed with no lock held.
  *
  * To do: per-thread handle and zspage caches if profiles show the shard or
  * class locks; migration of pages for NUMA or defragmentation.
@@ -181,6 +183,8 @@ _Static_assert (ZS_NR_SIZES <= (1 << CLASS_IDX_BITS),
 _Static_assert (ZSPAGE_SHIFT + 48 - ZSPAGE_ALIGN_BITS <= 64,
                 "zspage pointer must fit the handle word");
 _Static_assert (HANDLE_MAX <= REVMAP_FREE, "handle index must fit revmap");
+_Static_assert (ZS_MAX_PAGES_PER_ZSPAGE <= UINT8_MAX,
+                "zspage->nr_pages must count them");
 
 struct size_class;
 
@@ -633,7 +637,7 @@ create_class (unsigned index, unsigned size, unsigned pages, unsigned objs)
   return class;
 }
 
-/* Calls fn on each distinct class, smallest first. */
+/* Loops over each distinct class, smallest first. */
 #define for_each_class(pool, i, class)                                   \
   for (i = 0; i < ZS_NR_SIZES; i++)                                      \
     if ((class = (pool)->classes[i])->index != i) continue; else
