@@ -36,8 +36,9 @@
 #pragma weak control_start
 #pragma weak control_stop
 
-/* -D zram.stats=1: print the statistics when a connection closes and when
- * nbdkit unloads the plugin (with -v, as all debug output).
+/* The statistics are printed as debug messages (so only with -v) when
+ * nbdkit unloads the plugin, and with -D zram.stats=1 also whenever a
+ * connection closes.
  */
 NBDKIT_DLL_PUBLIC int zram_debug_stats;
 
@@ -299,7 +300,7 @@ zram_cleanup (void)
   if (control_stop)
     control_stop (control);
   control = NULL;
-  if (zram && zram_debug_stats)
+  if (zram)
     print_stats ("unload");
 }
 
