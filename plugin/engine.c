@@ -724,7 +724,11 @@ discard_range (struct zram *zram, uint32_t count, uint64_t offset, bool zero)
       n = end - offset;
     if (n == ZRAM_BLOCK_SIZE)
       free_block (zram, offset >> ZRAM_BLOCK_SHIFT);
-    else if (zero) {
+    /* A block that is empty or all zeroes needs no zeroing: don't make a
+     * same page of it.
+     */
+    else if (zero &&
+             !slot_hole_unlocked (&zram->table[offset >> ZRAM_BLOCK_SHIFT])) {
       r = write_block (zram, offset >> ZRAM_BLOCK_SHIFT, zeroes, off, n);
       if (r < 0) {
         STAT_INC (zram, failed_writes);
