@@ -10,8 +10,12 @@
  * here in errno (.errno_is_preserved), so the client sees ENOSPC over
  * mem_limit and EIO for corrupt data.
  *
- * Still to do: the `disk` file and mlockall for swap (issue 7) belong to
- * the control filesystem's side.
+ * mlock=true locks the process's memory for swap on the device; the
+ * `disk` file and its I/O-flusher threads are the control filesystem's.
+ *
+ * Still to do: TLS and export names are nbdkit's as for any plugin; a
+ * per-export device (several zram devices in one nbdkit) would need an
+ * engine per export name.
  */
 #include <config.h>
 
