@@ -50,7 +50,9 @@ die (const char *what, uint64_t off, uint64_t len, int r)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t len)
 {
-  static uint8_t buf[MAX_IO], rbuf[MAX_IO], old[MAX_IO];
+  /* Aligned requests round MAX_IO up to whole blocks. */
+  static uint8_t buf[MAX_IO + ZRAM_BLOCK_SIZE], rbuf[MAX_IO + ZRAM_BLOCK_SIZE],
+    old[MAX_IO + ZRAM_BLOCK_SIZE];
   struct zram *z = zram_create ();
   size_t i = 0;
   int r;
