@@ -26,6 +26,13 @@ expect_bytes "$tmpdir/made/initstate" $'1\n'
 stop_nbdkit "$nbdkit_pid"
 wait_unmounted "$tmpdir/made"
 
+# A directory another nbdkit is serving is refused, not mounted over.
+start_ctl size=1M
+bad_dir "$ctl" "is already a FUSE mount"
+expect_bytes "$ctl/initstate" $'1\n'
+stop_nbdkit "$nbdkit_pid"
+wait_unmounted "$ctl"
+
 # --- SIGTERM and SIGINT unmount ---
 for sig in TERM INT; do
     start_ctl size=1M
