@@ -26,6 +26,17 @@
  * that serve `disk` mark themselves PR_SET_IO_FLUSHER so that swap on a
  * loop device over `disk` does not recurse into reclaim.
  *
+ * Start-up: control_check_dir (before nbdkit forks) makes a missing DIR
+ * whose parent exists, refuses a non-directory and a DIR another live
+ * FUSE server has mounted, and lazily detaches a stale mount (ENOTCONN:
+ * its server was killed), saying so.
+ *
+ * Locks: live_lock guards `live` (the one running instance); an
+ * attr_handle's lock guards its snapshot.  Neither is held across an
+ * engine call that can wait for I/O: show functions read the engine's
+ * lock-free statistics, so reading stats never stalls I/O nor the other
+ * way round.
+ *
  * Shut-down: control_stop aborts the connection with a forced lazy
  * unmount (MNT_FORCE makes FUSE's umount_begin abort it, so a loop device
  * still attached gets errors instead of hanging on a server that is gone),
