@@ -234,7 +234,7 @@ struct zram {
    */
   struct zram_slot *table;              /* NULL: uninitialised */
   uint64_t nr_slots;
-  uint64_t disksize;
+  uint64_t disksize;                    /* atomic: 0 while uninitialised */
   struct zs_pool *pool;
   size_t huge_class_size;               /* objects this big are stored raw */
   const struct zcomp *comp;             /* atomic: read without the lock */
@@ -724,7 +724,11 @@ discard_range (struct zram *zram, uint32_t count, uint64_t offset, bool zero)
       n = end - offset;
     if (n == ZRAM_BLOCK_SIZE)
       free_block (zram, offset >> ZRAM_BLOCK_SHIFT);
-    else if (zero) {
+    /* A block that is empty or all zeroes needs no zeroing: don't make a
+     * same page of it.
+     */
+    else if (zero &&
+             !slot_hole_unlocked (&zram->table[offset >> ZRAM_BLOCK_SHIFT])) {
       r = write_block (zram, offset >> ZRAM_BLOCK_SHIFT, zeroes, off, n);
       if (r < 0) {
         STAT_INC (zram, failed_writes);
@@ -847,10 +851,10 @@ teardown (struct zram *zram)
     zs_destroy_pool (zram->pool);
     munmap (zram->table, zram->nr_slots * sizeof (struct zram_slot));
   }
+  __atomic_store_n (&zram->disksize, 0, __ATOMIC_RELEASE);
   zram->table = NULL;
   zram->pool = NULL;
   zram->nr_slots = 0;
-  zram->disksize = 0;
   memset (zram->stripes, 0, NR_STRIPES * sizeof (struct stripe));
   __atomic_store_n (&zram->max_used_pages, 0, __ATOMIC_RELAXED);
 }
@@ -952,33 +956,27 @@ zram_set_disksize (struct zram *zram, uint64_t bytes)
   zram->pool = pool;
   zram->huge_class_size = zs_huge_class_size (pool);
   zram->nr_slots = nr_slots;
-  zram->disksize = nr_slots << ZRAM_BLOCK_SHIFT;
   zram->table = table;
+  __atomic_store_n (&zram->disksize, nr_slots << ZRAM_BLOCK_SHIFT,
+                    __ATOMIC_RELEASE);
  out:
   pthread_rwlock_unlock (&zram->init_lock);
   return r;
 }
 
+/* Both without the lock: front ends ask for the size on every request
+ * (the `disk` file checks its ranges), so it must cost one load.
+ */
 uint64_t
 zram_disksize (struct zram *zram)
 {
-  uint64_t r;
-
-  pthread_rwlock_rdlock (&zram->init_lock);
-  r = zram->disksize;
-  pthread_rwlock_unlock (&zram->init_lock);
-  return r;
+  return __atomic_load_n (&zram->disksize, __ATOMIC_ACQUIRE);
 }
 
 bool
 zram_initialised (struct zram *zram)
 {
-  bool r;
-
-  pthread_rwlock_rdlock (&zram->init_lock);
-  r = zram->table != NULL;
-  pthread_rwlock_unlock (&zram->init_lock);
-  return r;
+  return zram_disksize (zram) != 0;
 }
 
 int
