@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -198,7 +199,7 @@ test_formats_and_rules (void)
 
 /* --- threads: I/O against the table's show and store --- */
 
-static volatile bool stop;
+static atomic_bool stop;
 
 static void *
 writer (void *arg)
