@@ -8,14 +8,14 @@
  * source (pagesrc.c), not contiguous, and a slot may span the boundary
  * between two of them:
  *
- *   class 1328: 3 pages, 9 slots, 336 bytes of tail waste
+ *   e.g. slots of 1328 bytes in 3 pages: 9 slots, 336 bytes of tail waste
  *
  *   pages[0]                pages[1]                pages[2]
  *   [ 0  ][ 1  ][ 2  ][ 3 : 3 ][ 4  ][ 5  ][ 6 : 6 ][ 7  ][ 8  ][tail]
  *                      slot 3 spans        slot 6 spans
  *
- * Per class, pages_per_zspage (1..ZS_MAX_PAGES_PER_ZSPAGE) is the shortest
- * chain that wastes little in its tail (see the constants); neighbouring classes
+ * Per class, pages_per_zspage (1..ZS_MAX_PAGES_PER_ZSPAGE) is the chain
+ * that wastes least in its tail (see the constants); neighbouring classes
  * that end up with the same pages and objects per zspage are merged into the
  * largest of them, as they would hold the same count in the same pages.
  * The class of one object per page is the huge class; zs_huge_class_size()
@@ -45,7 +45,9 @@
  * Fullness: each class keeps its zspages in ZS_NR_FULLNESS lists by the
  * share of slots in use (0 empty, 1..9 up to 10..90 %, 10 over 90 % but not
  * full, 11 full).  Allocation takes the fullest zspage that has room;
- * compaction empties the sparsest into the fullest and frees it.
+ * compaction empties the sparsest into the fullest and frees it, then
+ * packs each partly filled zspage into its lowest slots and gives back the
+ * pages past them.
  *
  * Mapping: zs_map_object looks the handle up under the class's migrate
  * lock (read side), pins the zspage (zspage->pins) and drops the lock; the
@@ -62,9 +64,11 @@
  *       shard->lock          leaf: a handle free list
  *       src->lock            leaf: the page source (pagesrc.c)
  * Only one class's locks are held at a time.  zspage->pins is not a lock:
- * it is taken under migrate (read) and dropped with no lock held.  In
- * practice zs_malloc and zs_free take shard and page-source locks outside
- * class->lock, and page-source calls (which may madvise) run unlocked.
+ * it is taken under migrate (read) and dropped with no lock held.  Shard
+ * locks are in fact taken only outside class->lock.  The page source is
+ * called under class->lock for single pages (a slot's first use, packing),
+ * and may then map a 2 MiB chunk or madvise a batch of pages, once per
+ * hundreds of pages; whole zspages are freed with no lock held.
  *
  * To do: per-thread handle and zspage caches if profiles show the shard or
  * class locks; migration of pages for NUMA or defragmentation.
@@ -104,20 +108,25 @@
 
 /* Longest chain, and how a class picks its chain length: the shortest
  * chain whose tail wastes at most ZS_TAIL_WASTE_PPM of it, else the one
- * that wastes least.  A longer chain wastes less in its tail, but after
- * compaction a class keeps up to a zspage's worth of free slots, which
- * costs up to pages_per_zspage pages per class.  On a 256 MiB mix of
- * binaries, text, a Python heap and zero pages (tests/bench-zsmalloc),
- * least tail waste with chains up to 8 gave 2.98 % overhead filled and
- * 4.37 % compacted; this rule 2.71 % and 3.61 % (2.10 % and 3.59 % since
- * zspages take their pages lazily); chains up to 4, 12 or 16, or steps of
- * 8, all did worse.  Overridable at build time for such experiments.
+ * that wastes least (0: simply the least waste, the shorter on a tie).
+ * A longer chain wastes less in its tail, but after compaction a class may
+ * keep up to a zspage's worth of free slots, and more objects span pages
+ * (and are copied when mapped).  Overhead filled / compacted measured with
+ * tests/bench-zsmalloc on mixes of binaries, text, a Python heap and zero
+ * pages of 256 / 64 / 32 MiB, with lazy pages and packing:
+ *   chains up to  8:  1.99/2.37 %   2.67/3.83 %   3.70/6.49 %
+ *   chains up to 12:  1.38/1.88 %   2.31/3.85 %   3.90/8.20 %
+ *   chains up to 16:  1.16/1.74 %   2.27/4.39 %   4.09/9.30 %
+ * 8, as the kernel's default, is the even choice across pool sizes.  A
+ * 2 % threshold helped (2.71/3.61 % at 256 MiB) before pages were lazy and
+ * zspages packed, and is no better since.  Steps of 8 did worse.
+ * Overridable at build time for such experiments.
  */
 #ifndef ZS_MAX_PAGES_PER_ZSPAGE
 #define ZS_MAX_PAGES_PER_ZSPAGE 8
 #endif
 #ifndef ZS_TAIL_WASTE_PPM
-#define ZS_TAIL_WASTE_PPM 20000
+#define ZS_TAIL_WASTE_PPM 0
 #endif
 
 #define ZS_NR_SIZES ((ZS_MAX_ALLOC - ZS_MIN_ALLOC) / ZS_CLASS_DELTA + 1)
@@ -174,6 +183,8 @@ _Static_assert (ZS_NR_SIZES <= (1 << CLASS_IDX_BITS),
 _Static_assert (ZSPAGE_SHIFT + 48 - ZSPAGE_ALIGN_BITS <= 64,
                 "zspage pointer must fit the handle word");
 _Static_assert (HANDLE_MAX <= REVMAP_FREE, "handle index must fit revmap");
+_Static_assert (ZS_MAX_PAGES_PER_ZSPAGE <= UINT8_MAX,
+                "zspage->nr_pages must count them");
 
 struct size_class;
 
@@ -626,7 +637,7 @@ create_class (unsigned index, unsigned size, unsigned pages, unsigned objs)
   return class;
 }
 
-/* Calls fn on each distinct class, smallest first. */
+/* Loops over each distinct class, smallest first. */
 #define for_each_class(pool, i, class)                                   \
   for (i = 0; i < ZS_NR_SIZES; i++)                                      \
     if ((class = (pool)->classes[i])->index != i) continue; else
@@ -1014,6 +1025,95 @@ migrate_zspage (struct zs_pool *pool, struct size_class *class,
   }
 }
 
+/* The pages a zspage needs once its inuse objects sit in its lowest slots. */
+static unsigned
+packed_pages (struct size_class *class, unsigned inuse)
+{
+  return ((unsigned long) inuse * class->size + ZS_PAGE_SIZE - 1)
+    >> ZS_PAGE_SHIFT;
+}
+
+/* Moves a zspage's objects from its highest slots into its lowest free
+ * ones and gives back the pages no slot in use lies on any more.  The free
+ * list is rebuilt lowest slot first, so allocation refills the pages held
+ * before it takes new ones.  zspage must not be mapped.  Both class locks
+ * held (the page-source lock is a leaf below them).  Returns pages freed.
+ */
+static unsigned
+pack_zspage (struct zs_pool *pool, struct size_class *class,
+             struct zspage *zspage)
+{
+  uint32_t *revmap = zspage_revmap (class, zspage);
+  unsigned objs = class->objs_per_zspage, lo = 0, hi = objs - 1, p, n = 0;
+  unsigned keep;
+  uint16_t head = REVMAP_NIL;
+  void *pages[ZS_MAX_PAGES_PER_ZSPAGE];
+
+  assert (zspage->inuse > 0);
+  for (;;) {
+    unsigned long h;
+
+    while (lo < objs && !(revmap[lo] & REVMAP_FREE))
+      lo++;
+    while (hi > lo && (revmap[hi] & REVMAP_FREE))
+      hi--;
+    if (lo >= hi)
+      break;
+    if (get_slot_pages (pool, class, zspage, lo))
+      break;                    /* it stays as it is, only less packed */
+    h = revmap[hi];
+    copy_object (class, zspage, lo, zspage, hi);
+    revmap[lo] = h;
+    revmap[hi] = REVMAP_FREE;
+    store_handle (pool, h, encode_loc (zspage, class->index, lo));
+  }
+  for (p = objs; p-- > 0;)
+    if (revmap[p] & REVMAP_FREE) {
+      revmap[p] = REVMAP_FREE | head;
+      head = p;
+    }
+  zspage->free_head = head;
+
+  /* Pages past the last slot in use. */
+  for (hi = objs; hi-- > 0;)
+    if (!(revmap[hi] & REVMAP_FREE))
+      break;
+  keep = (((unsigned long) hi * class->size + class->size - 1)
+          >> ZS_PAGE_SHIFT) + 1;
+  for (p = keep; p < class->pages_per_zspage; p++)
+    if (zspage->pages[p]) {
+      pages[n++] = zspage->pages[p];
+      zspage->pages[p] = NULL;
+    }
+  if (n) {
+    zspage->nr_pages -= n;
+    class->pages -= n;
+    atomic_fetch_sub_explicit (&pool->pages_total, n, memory_order_relaxed);
+    pagesrc_free (pool->src, pages, n);
+  }
+  return n;
+}
+
+/* Packs every unmapped, partly filled zspage that would give a page back.
+ * Both class locks held.  Returns pages freed.
+ */
+static unsigned long
+pack_class (struct zs_pool *pool, struct size_class *class)
+{
+  unsigned long freed = 0;
+  int g;
+
+  for (g = ZS_EMPTY + 1; g <= ZS_ALMOST_FULL; g++) {
+    struct zspage *z;
+
+    for (z = class->fullness_list[g]; z; z = z->next)
+      if (z->nr_pages > packed_pages (class, z->inuse)
+          && atomic_load_explicit (&z->pins, memory_order_acquire) == 0)
+        freed += pack_zspage (pool, class, z);
+  }
+  return freed;
+}
+
 static unsigned long
 compact_class (struct zs_pool *pool, struct size_class *class)
 {
@@ -1045,9 +1145,19 @@ compact_class (struct zs_pool *pool, struct size_class *class)
      * loop ends, and allocators get the locks between rounds.
      */
     if (!empty)
-      return freed > 0 ? freed : 0;
+      break;
     free_zspage (pool, empty);
   }
+
+  /* What is left is under a zspage's worth of free slots, scattered over
+   * the partly filled zspages: pack them to free whole pages.
+   */
+  pthread_rwlock_wrlock (&class->migrate);
+  pthread_mutex_lock (&class->lock);
+  freed += pack_class (pool, class);
+  pthread_mutex_unlock (&class->lock);
+  pthread_rwlock_unlock (&class->migrate);
+  return freed > 0 ? freed : 0;
 }
 
 /**

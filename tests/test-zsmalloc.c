@@ -336,6 +336,83 @@ test_pinned (void)
   zs_destroy_pool (pool);
 }
 
+/* Packing a zspage moves its objects down into free low slots; a mapped
+ * one stays put.  One zspage of a multi-page class with only its first
+ * and last slots in use: compaction may not move the last while it is
+ * mapped, and packs it down (freeing the tail pages) once it is not.
+ */
+static void
+test_pinned_pack (void)
+{
+  struct zs_class_stat st[600];
+  struct zs_pool *pool = NULL;
+  unsigned long h[1024];
+  unsigned size, csize = 0, objs = 0, ppz = 0, i;
+  const unsigned char *p, *q;
+  unsigned long before;
+
+  for (size = 700; size < 3600; size += 16) {
+    size_t n, k;
+
+    pool = zs_create_pool ("pack", NULL);
+    h[0] = zs_malloc (pool, size);
+    n = zs_pool_class_stats (pool, st, 600);
+    for (k = 0; k < n; k++)
+      if (st[k].obj_used == 1) {
+        csize = st[k].size;
+        objs = st[k].objs_per_zspage;
+        ppz = st[k].pages_per_zspage;
+      }
+    zs_free (pool, h[0]);
+    /* Want: several pages, and a last slot inside one page. */
+    if (ppz >= 3 && (objs - 1) * csize / PAGE == (objs * csize - 1) / PAGE)
+      break;
+    zs_destroy_pool (pool);
+    pool = NULL;
+  }
+  if (!pool)
+    FAIL ("no class fit for the packing test");
+  for (i = 0; i < objs; i++) {
+    h[i] = zs_malloc (pool, size);
+    fill (pool, h[i], size, 500 + i);
+  }
+  for (i = 1; i + 1 < objs; i++)
+    zs_free (pool, h[i]);
+  before = zs_get_total_pages (pool);
+  if (before != ppz)
+    FAIL ("%lu pages for one zspage of %u", before, ppz);
+
+  p = zs_map_object (pool, h[objs - 1], ZS_MM_RO);
+  zs_compact (pool);
+  zs_unmap_object (pool, h[objs - 1]);
+  q = zs_map_object (pool, h[objs - 1], ZS_MM_RO);
+  zs_unmap_object (pool, h[objs - 1]);
+  if (p != q)
+    FAIL ("a mapped object was packed away");
+  if (zs_get_total_pages (pool) != before)
+    FAIL ("pages freed under a mapped object");
+
+  if (zs_compact (pool) != ppz - 1 || zs_get_total_pages (pool) != 1)
+    FAIL ("packing left %lu pages, not 1", zs_get_total_pages (pool));
+  if (!check (pool, h[0], size, 500) || !check (pool, h[objs - 1], size,
+                                                 500 + objs - 1))
+    FAIL ("objects damaged by packing");
+  printf ("packing: class %u (%u slots in %u pages) packed to 1 page\n",
+          csize, objs, ppz);
+  /* The freed slots refill the page held, then take new pages. */
+  for (i = 1; i + 1 < objs; i++) {
+    h[i] = zs_malloc (pool, size);
+    fill (pool, h[i], size, 900 + i);
+  }
+  for (i = 1; i + 1 < objs; i++)
+    if (!check (pool, h[i], size, 900 + i))
+      FAIL ("refilled object %u damaged", i);
+  check_stats (pool, objs, 0);
+  for (i = 0; i < objs; i++)
+    zs_free (pool, h[i]);
+  zs_destroy_pool (pool);
+}
+
 /* A page source that gives out limit pages and then fails. */
 struct limited {
   unsigned long limit, out, given;
@@ -491,6 +568,7 @@ main (void)
   test_spanning ();
   test_compact ();
   test_pinned ();
+  test_pinned_pack ();
   test_page_source_failure ();
   test_rss ();
   printf ("PASS\n");
