@@ -26,6 +26,17 @@ want=$(printf '%s\n' "${!modes[@]}" | sort | tr '\n' ' ')
 [ "$listed" = "$want" ] || fail "the directory lists '$listed', expected '$want'"
 [ "$(stat -c %A "$ctl")" = drwxr-xr-x ] || fail "the root is $(stat -c %A "$ctl")"
 
+# Other users can't even look without allow_other (FUSE's default), though
+# the path leads there.
+if command -v runuser >/dev/null; then
+    chmod 755 "$tmpdir"
+    runuser -u nobody -- cat "$ctl/mm_stat" >/dev/null 2>&1 &&
+        fail "user nobody read mm_stat"
+    runuser -u nobody -- ls "$ctl" >/dev/null 2>&1 &&
+        fail "user nobody listed the control directory"
+    chmod 700 "$tmpdir"
+fi
+
 # --- formats of a fresh, uninitialised device (zram's bytes) ---
 z8='       0'
 expect_bytes "$ctl/disksize" $'0\n'

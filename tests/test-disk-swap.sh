@@ -6,7 +6,8 @@ source "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
 source "$top_srcdir/tests/control-lib.sh"
 need_tool mkswap swapon swapoff python3
 
-start_ctl size=256M
+# As the man page says for swap: locked memory and a mem_limit.
+start_ctl size=256M mlock=true mem_limit=192M
 attach_loop "$ctl/disk"
 timeout 30 mkswap "$loop" >/dev/null || fail "mkswap $loop"
 # Highest priority, so this device takes what is swapped while it is on.

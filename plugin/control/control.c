@@ -26,6 +26,17 @@
  * that serve `disk` mark themselves PR_SET_IO_FLUSHER so that swap on a
  * loop device over `disk` does not recurse into reclaim.
  *
+ * Start-up: control_check_dir (before nbdkit forks) makes a missing DIR
+ * whose parent exists, refuses a non-directory and a DIR another live
+ * FUSE server has mounted, and lazily detaches a stale mount (ENOTCONN:
+ * its server was killed), saying so.
+ *
+ * Locks: live_lock guards `live` (the one running instance); an
+ * attr_handle's lock guards its snapshot.  Neither is held across an
+ * engine call that can wait for I/O: show functions read the engine's
+ * lock-free statistics, so reading stats never stalls I/O nor the other
+ * way round.
+ *
  * Shut-down: control_stop aborts the connection with a forced lazy
  * unmount (MNT_FORCE makes FUSE's umount_begin abort it, so a loop device
  * still attached gets errors instead of hanging on a server that is gone),
@@ -44,6 +55,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <mntent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -562,10 +574,16 @@ ctl_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     return;
   }
   r = h->attr->store (c->zram, buf, size);
-  if (r < 0)
+  if (r < 0) {
     fuse_reply_err (req, -r);
-  else
-    fuse_reply_write (req, size);
+    return;
+  }
+  /* disksize and reset change `disk`'s size: drop the kernel's copy of its
+   * attributes (attribute-only invalidation takes no inode lock), so that
+   * even a reader that never stats it sees the new size.
+   */
+  fuse_lowlevel_notify_inval_inode (c->se, DISK_INO, -1, 0);
+  fuse_reply_write (req, size);
 }
 
 static void
@@ -745,6 +763,30 @@ detach_stale (const char *dir)
   return -1;
 }
 
+/* True if DIR is itself the mount point of a FUSE file system (which
+ * answered stat, so it is alive): mounting over it would hide it.
+ */
+static bool
+live_fuse_mount (const char *dir)
+{
+  char *real = realpath (dir, NULL);
+  struct mntent *m;
+  bool found = false;
+  FILE *fp;
+
+  if (!real)
+    return false;
+  fp = setmntent ("/proc/self/mounts", "r");
+  while (fp && (m = getmntent (fp)) != NULL)
+    if (strcmp (m->mnt_dir, real) == 0 &&
+        strncmp (m->mnt_type, "fuse", 4) == 0)
+      found = true;
+  if (fp)
+    endmntent (fp);
+  free (real);
+  return found;
+}
+
 int
 control_check_dir (const char *dir)
 {
@@ -788,6 +830,12 @@ control_check_dir (const char *dir)
   }
   if (!S_ISDIR (st.st_mode)) {
     nbdkit_error ("control: %s is not a directory", dir);
+    return -1;
+  }
+  if (live_fuse_mount (dir)) {
+    nbdkit_error ("control: %s is already a FUSE mount that answers: is "
+                  "another nbdkit serving it?  Stop that one first, or "
+                  "choose another directory", dir);
     return -1;
   }
   return 0;
