@@ -41,8 +41,8 @@ stage "plain build" "$src/build" ""
 # Sanitizer builds run the tests named in tests/sanitize.list.
 san_tests=$(grep -v '^#' tests/sanitize.list 2>/dev/null | tr '\n' ' ')
 if [ -n "${san_tests// /}" ]; then
-    stage "ASan+UBSan" "$src/build-asan" "$san_tests" --enable-sanitizers=address,undefined CC=clang
-    stage "TSan" "$src/build-tsan" "$san_tests" --enable-sanitizers=thread CC=clang
+    stage "ASan+UBSan" "$src/build-asan" "$san_tests" --enable-sanitizers=address,undefined
+    stage "TSan" "$src/build-tsan" "$san_tests" --enable-sanitizers=thread
 fi
 
 [ ${#stages_failed[@]} -gt 0 ] && echo "failed stages: ${stages_failed[*]}"

@@ -24,11 +24,21 @@ export LC_ALL=C
 # In a sanitizer build (tests/Makefile.am exports SANITIZERS) the plugin
 # needs the sanitizer's runtime in nbdkit, which is not built with it:
 # nbdkit_preload is the LD_PRELOAD that start_zram uses.
+# gcc's runtimes preload into an uninstrumented program; clang 14's TSan
+# runtime crashes when preloaded, so scripts/test.sh builds with gcc.
 nbdkit_preload=
 case "${SANITIZERS:-}" in
-*address*) nbdkit_preload=$(clang -print-file-name=libclang_rt.asan-x86_64.so) ;;
-*thread*)  nbdkit_preload=$(clang -print-file-name=libclang_rt.tsan-x86_64.so) ;;
+*address*) lib=asan ;;
+*thread*)  lib=tsan ;;
+*)         lib= ;;
 esac
+if [ -n "$lib" ]; then
+    case "$("${CC:-gcc}" --version 2>/dev/null)" in
+    *clang*) nbdkit_preload=$("${CC:-gcc}" -print-file-name=libclang_rt.$lib-x86_64.so) ;;
+    *)       nbdkit_preload=$(readlink -f "$("${CC:-gcc}" -print-file-name=lib$lib.so)") ;;
+    esac
+    [ -f "$nbdkit_preload" ] || fail "no $lib runtime to preload into nbdkit for this sanitizer build"
+fi
 # A sanitizer's report fails the test: nbdkit exits non-zero, and the
 # report is on stderr, which automake keeps in the test's .log.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=0}

@@ -509,17 +509,29 @@ ctl_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     fuse_reply_err (req, EBADF);
     return;
   }
+  /* Copy the slice out and unlock before replying: once the reply is
+   * sent the reader may close the file, and the release (on another
+   * thread) frees h, lock included.
+   */
+  char *slice = NULL;
+  size_t n = 0;
   pthread_mutex_lock (&h->lock);
   if (off == 0)
     r = attr_refresh (c, h);
+  if (r == 0 && off >= 0 && (size_t) off < h->len) {
+    n = h->len - off < size ? h->len - off : size;
+    slice = malloc (n);
+    if (slice)
+      memcpy (slice, h->text + off, n);
+    else
+      r = -ENOMEM;
+  }
+  pthread_mutex_unlock (&h->lock);
   if (r < 0)
     fuse_reply_err (req, -r);
-  else if (off < 0 || (size_t) off >= h->len)
-    fuse_reply_buf (req, NULL, 0);
   else
-    fuse_reply_buf (req, h->text + off,
-                    h->len - off < size ? h->len - off : size);
-  pthread_mutex_unlock (&h->lock);
+    fuse_reply_buf (req, slice, n);
+  free (slice);
 }
 
 static void
