@@ -23,7 +23,7 @@ export LC_ALL=C
 
 # In a sanitizer build (tests/Makefile.am exports SANITIZERS) the plugin
 # needs the sanitizer's runtime in nbdkit, which is not built with it:
-# nbdkit_preload is the LD_PRELOAD that start_zram uses.
+# nbdkit_preload is that LD_PRELOAD; a wrapper on PATH applies it (below).
 # gcc's runtimes preload into an uninstrumented program; clang 14's TSan
 # runtime crashes when preloaded, so scripts/test.sh builds with gcc.
 nbdkit_preload=
@@ -75,6 +75,17 @@ skip_test () { echo "SKIP: $0: $*"; exit 77; }
 tmpdir=$(mktemp -d /tmp/uzram-test.XXXXXX)
 cleanup_fn 'rm -rf "$tmpdir"'
 
+# Every nbdkit a test starts, however (timeout, uzram, --run), gets the
+# sanitizer's runtime: a wrapper first on PATH.
+if [ -n "$nbdkit_preload" ]; then
+    mkdir "$tmpdir/bin"
+    # (Only nbdkit: TSan's runtime preloaded into the shell crashes it.)
+    printf '#!/bin/sh\nLD_PRELOAD=%s\nexport LD_PRELOAD\nexec /usr/bin/nbdkit "$@"\n' \
+        "$nbdkit_preload" > "$tmpdir/bin/nbdkit"
+    chmod +x "$tmpdir/bin/nbdkit"
+    PATH=$tmpdir/bin:$PATH
+fi
+
 stop_nbdkit ()
 {
     local pid=$1 i
@@ -106,7 +117,6 @@ start_zram ()
     _nstart=$((_nstart+1))
     sock=$tmpdir/nbd$_nstart.sock
     local pidfile=$tmpdir/nbdkit$_nstart.pid
-    LD_PRELOAD=$nbdkit_preload \
     nbdkit -f --exit-with-parent -U "$sock" -P "$pidfile" \
         "${nbdkit_opts[@]}" "$PLUGIN" "$@" &
     nbdkit_pid=$!

@@ -10,7 +10,7 @@ source "$top_srcdir/tests/control-lib.sh"
 bad_dir ()
 {
     local dir=$1 want=$2 err
-    err=$(timeout 20 env LD_PRELOAD="${nbdkit_preload:-}" nbdkit -f -U "$tmpdir/bad.sock" "$PLUGIN" size=1M \
+    err=$(timeout 20 nbdkit -f -U "$tmpdir/bad.sock" "$PLUGIN" size=1M \
             control="$dir" 2>&1) && fail "nbdkit started with control=$dir"
     [[ $err == *"$want"* ]] || fail "control=$dir: '$err', expected '$want'"
 }
@@ -45,9 +45,9 @@ done
 # --- --exit-with-parent: the parent dies, nbdkit exits and unmounts ---
 mkdir "$tmpdir/ewp"
 cleanup_fn "ctl_cleanup $tmpdir/ewp"
-setsid bash -c 'LD_PRELOAD=$3 nbdkit -f --exit-with-parent -U "$1/ewp.sock" \
+setsid bash -c 'nbdkit -f --exit-with-parent -U "$1/ewp.sock" \
     -P "$1/ewp.pid" "$2" size=1M control="$1/ewp" & wait' \
-    _ "$tmpdir" "$PLUGIN" "${nbdkit_preload:-}" &
+    _ "$tmpdir" "$PLUGIN" &
 parent=$!
 wait_mounted "$tmpdir/ewp"
 ewp_pid=$(cat "$tmpdir/ewp.pid")

@@ -13,7 +13,7 @@ echo "alice:$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > "$bad"
 for try in 1 2 3 4 5 6 7 8; do
     port=$(( 20000 + RANDOM % 30000 ))
     pidfile=$tmpdir/tls$try.pid
-    LD_PRELOAD=$nbdkit_preload nbdkit -f --exit-with-parent -i 127.0.0.1 -p $port -P "$pidfile" \
+    nbdkit -f --exit-with-parent -i 127.0.0.1 -p $port -P "$pidfile" \
         --tls=require --tls-psk="$psk" "$PLUGIN" size=64M 2> "$tmpdir/nbdkit.err" &
     pid=$!
     cleanup_fn "stop_nbdkit $pid"
