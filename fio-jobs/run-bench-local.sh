@@ -16,6 +16,9 @@
 #                    kzram    the kernel's /dev/zram0 with lzo, fio libaio
 #                             (reset afterwards, also when interrupted;
 #                             skipped unless zram0 is free)
+#                    base     as disk, but with the plugin given by --base
+#                             (added to the default list when --base is
+#                             given): before and after a change, in one run
 #   --jobs L         job names in fio-jobs/ (default randread-4k-qd16,
 #                    randwrite-4k-qd16,seqread-128k,seqwrite-128k)
 #   --reps N         repetitions (3); each runs every job on every
@@ -23,6 +26,7 @@
 #   --runtime S --ramp S   per job (10, 1)
 #   --size SIZE      the region fio works on (256M); --disk SIZE the
 #                    device (1G)
+#   --base PLUGIN    another build of the plugin, for the base contender
 #   --tsv FILE       also keep the raw figures
 #
 # Needs root (loop devices, the kernel's zram), nbdkit, nbdfuse, losetup,
@@ -42,12 +46,13 @@ src=$(cd "$here/.." && pwd)
 
 contenders=disk,nbdfuse,nbd,kzram
 jobs=randread-4k-qd16,randwrite-4k-qd16,seqread-128k,seqwrite-128k
-reps=3 runtime=10 ramp=1 size=256M disk=1G tsv=
+reps=3 runtime=10 ramp=1 size=256M disk=1G tsv= base= contenders_given=no
 die () { echo "run-bench-local: $*" >&2; exit 1; }
 log () { echo "run-bench-local: $*" >&2; }
 while [ $# -gt 0 ]; do
     case $1 in
-        --contenders) contenders=$2; shift ;;
+        --contenders) contenders=$2; contenders_given=yes; shift ;;
+        --base) base=$2; shift ;;
         --jobs) jobs=$2; shift ;;
         --reps) reps=$2; shift ;;
         --runtime) runtime=$2; shift ;;
@@ -61,8 +66,11 @@ while [ $# -gt 0 ]; do
     shift
 done
 case $reps in ''|*[!0-9]*|0) die "--reps must be a positive number";; esac
+[ -n "$base" ] && [ $contenders_given = no ] && contenders=disk,base,nbdfuse,nbd,kzram
 for c in ${contenders//,/ }; do
-    case $c in disk|nbdfuse|nbd|kzram) ;; *) die "unknown contender '$c'";; esac
+    case $c in disk|nbdfuse|nbd|kzram) ;;
+        base) [ -f "$base" ] || die "the base contender needs --base PLUGIN" ;;
+        *) die "unknown contender '$c'";; esac
 done
 for j in ${jobs//,/ }; do [ -f "$here/$j.fio" ] || die "no job fio-jobs/$j.fio"; done
 [ "$(id -u)" = 0 ] || die "needs root (loop devices, zram)"
@@ -136,14 +144,16 @@ start ()
         dev=/dev/zram0
         return 0
     fi
-    local args=(-f -U "$sock" "$PLUGIN" size="$disk")
-    [ $c = disk ] && args+=(control="$tmp/ctl$n")
+    local plugin=$PLUGIN
+    [ $c = base ] && plugin=$base
+    local args=(-f -U "$sock" "$plugin" size="$disk")
+    [ $c = disk ] || [ $c = base ] && args+=(control="$tmp/ctl$n")
     nbdkit "${args[@]}" 2>"$tmp/log/nbdkit-$n.log" &
     srv_pid=$!
     wait_for "[ -S '$sock' ]" || { log "nbdkit did not start: $(tail -2 "$tmp/log/nbdkit-$n.log")"; return 1; }
     case $c in
         nbd) uri="nbd+unix:///?socket=$sock" ;;
-        disk)
+        disk|base)
             wait_for "[ -f '$tmp/ctl$n/disk' ]" || return 1
             loopdev=$(losetup --direct-io=on --find --show "$tmp/ctl$n/disk")
             dev=$loopdev ;;
