@@ -43,9 +43,10 @@
  * then joins the session thread.  It runs from the plugin's .cleanup and,
  * as a backstop, at exit.
  *
- * Still to do: FOPEN_PARALLEL_DIRECT_WRITES (libfuse 3.14 cannot set it,
- * so the kernel serialises direct writes to `disk` per inode at
- * submission); poll(2) notification on the stats files.
+ * `disk` is opened with FOPEN_PARALLEL_DIRECT_WRITES, built by hand since
+ * libfuse 3.14 cannot set it (disk_reply_open).
+ *
+ * Still to do: poll(2) notification on the stats files.
  */
 #include <config.h>
 
@@ -74,6 +75,7 @@
 #include <sys/wait.h>
 
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>     /* struct fuse_open_out: see disk_reply_open */
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -400,6 +402,38 @@ ctl_readdir (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   free (b.p);
 }
 
+/* Answers the open of `disk` with FOPEN_PARALLEL_DIRECT_WRITES (Linux
+ * 6.2) beside FOPEN_DIRECT_IO.  Without it the kernel holds the inode's
+ * lock exclusively over every direct write to the file (over a
+ * synchronous write's whole round trip to us), so writers to `disk` wait
+ * for each other.  With it (fs/fuse/file.c, fuse_dio_wr_exclusive_lock)
+ * the lock is shared for a write that is not O_APPEND, does not reach past
+ * the file's size (the device never grows) and while no open of the inode
+ * caches pages (every open of `disk` is direct_io, and shared mmap of a
+ * direct_io file is refused).  The engine locks per block, so concurrent
+ * writes are as safe as over NBD.  Measured: 4 threads of synchronous
+ * 4 KiB writes straight to `disk` 1.3x faster; a loop device gains little,
+ * as it submits from one worker and does not wait.
+ *
+ * libfuse 3.14 has no field for the flag (3.15 added
+ * fi->parallel_direct_writes), so this builds what fuse_reply_open sends,
+ * a zeroed struct fuse_open_out with fh and open_flags, and sends it with
+ * fuse_reply_iov: the same bytes and the same return value (-ENOENT when
+ * the open was interrupted); libfuse keeps no state about an open.  A
+ * kernel older than 6.2 ignores the flag.
+ */
+static int
+disk_reply_open (fuse_req_t req, const struct fuse_file_info *fi)
+{
+  struct fuse_open_out arg;
+  struct iovec iov = { .iov_base = &arg, .iov_len = sizeof arg };
+
+  memset (&arg, 0, sizeof arg);
+  arg.fh = fi->fh;
+  arg.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+  return fuse_reply_iov (req, &iov, 1);
+}
+
 static void
 disk_open (fuse_req_t req, struct control *c, struct fuse_file_info *fi)
 {
@@ -413,10 +447,8 @@ disk_open (fuse_req_t req, struct control *c, struct fuse_file_info *fi)
     fuse_reply_err (req, -r);
     return;
   }
-  fi->direct_io = 1;
-  fi->keep_cache = 0;
   fi->fh = 0;
-  if (fuse_reply_open (req, fi) == -ENOENT)
+  if (disk_reply_open (req, fi) == -ENOENT)
     zram_put (c->zram);         /* interrupted: no release will come */
 }
 
