@@ -33,13 +33,6 @@
 #include "engine.h"
 #include "control/control.h"
 
-/* Until the control filesystem is linked in, its functions may be missing:
- * weak references resolve to NULL then, and control= is refused.
- */
-#pragma weak control_check_dir
-#pragma weak control_start
-#pragma weak control_stop
-
 /* The statistics are printed as debug messages (so only with -v) when
  * nbdkit unloads the plugin, and with -D zram.stats=1 also whenever a
  * connection closes.
@@ -64,6 +57,7 @@ static uint64_t mem_limit;
 static char *control_dir;
 static struct control *control;
 static bool mlock_all;
+static bool allow_other;                /* others may read the control files */
 
 /* Sizes as nbdkit_parse_size reads them (a number and an optional
  * suffix: b, s = 512, K M G T P E = powers of 1024, optionally followed
@@ -124,6 +118,28 @@ list_algorithms (char *buf, size_t n)
     used += snprintf (buf + used, n - used, "%s%s", used ? " " : "", *a);
 }
 
+/* nbdkit_parse_bool's words, with an error that names the parameter. */
+static int
+parse_bool (const char *key, const char *value, bool *out)
+{
+  static const char *const yes[] = { "1", "true", "yes", "on", NULL };
+  static const char *const no[] = { "0", "false", "no", "off", NULL };
+  const char *const *w;
+
+  for (w = yes; *w; w++)
+    if (strcasecmp (*w, value) == 0) {
+      *out = true;
+      return 0;
+    }
+  for (w = no; *w; w++)
+    if (strcasecmp (*w, value) == 0) {
+      *out = false;
+      return 0;
+    }
+  nbdkit_error ("%s=%s: not a boolean (true or false)", key, value);
+  return -1;
+}
+
 static int
 zram_config (const char *key, const char *value)
 {
@@ -168,24 +184,12 @@ zram_config (const char *key, const char *value)
     mem_limit = n;
   }
   else if (strcmp (key, "mlock") == 0) {
-    /* nbdkit_parse_bool's words, with an error naming the parameter. */
-    static const char *const yes[] = { "1", "true", "yes", "on", NULL };
-    static const char *const no[] = { "0", "false", "no", "off", NULL };
-    const char *const *w;
-
-    for (w = yes; *w && strcasecmp (*w, value); w++)
-      ;
-    if (*w)
-      mlock_all = true;
-    else {
-      for (w = no; *w && strcasecmp (*w, value); w++)
-        ;
-      if (*w == NULL) {
-        nbdkit_error ("mlock=%s: not a boolean (true or false)", value);
-        return -1;
-      }
-      mlock_all = false;
-    }
+    if (parse_bool (key, value, &mlock_all) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "allow_other") == 0) {
+    if (parse_bool (key, value, &allow_other) == -1)
+      return -1;
   }
   else if (strcmp (key, "control") == 0) {
     free (control_dir);
@@ -206,20 +210,15 @@ zram_config (const char *key, const char *value)
   "comp_algorithm=ALGO      Compressor: lzo (default), lz4 or zstd.\n" \
   "mem_limit=SIZE           Refuse writes (ENOSPC) past this much memory.\n" \
   "control=DIR              Mount zram's sysfs files at DIR (FUSE).\n" \
-  "mlock=true               Lock nbdkit's memory (for swap on the device)."
+  "mlock=true               Lock nbdkit's memory (for swap on the device).\n" \
+  "allow_other=true         Let other users reach the control files (their\n" \
+  "                         modes still apply)."
 
 static int
 zram_config_complete (void)
 {
-  if (control_dir) {
-    if (control_check_dir == NULL) {
-      nbdkit_error ("control=%s: this build has no control filesystem",
-                    control_dir);
-      return -1;
-    }
-    if (control_check_dir (control_dir) == -1)
-      return -1;
-  }
+  if (control_dir && control_check_dir (control_dir) == -1)
+    return -1;
   return 0;
 }
 
@@ -251,7 +250,7 @@ zram_get_ready (void)
 static int
 zram_after_fork (void)
 {
-  struct control_opts opts = { .allow_other = false };
+  struct control_opts opts = { .allow_other = allow_other };
 
   /* Here, not in get_ready: locks are not inherited across nbdkit's fork.
    * MCL_ONFAULT locks pages as they are first touched, so the slot table
@@ -301,8 +300,7 @@ print_stats (const char *when)
 static void
 zram_cleanup (void)
 {
-  if (control_stop)
-    control_stop (control);
+  control_stop (control);
   control = NULL;
   if (zram)
     print_stats ("unload");

@@ -22,4 +22,17 @@ fi
 if timeout 30 runuser -u nobody -- cat "$UZRAM_RUN/$name/control/mm_stat" >/dev/null 2>&1; then
     fail "user nobody read mm_stat"
 fi
+
+# allow_other=true: others may read what the modes let them read, and no
+# more: mm_stat (0444) yes, reset (0200) and disk (0600) no.
+mkdir -m 0755 "$tmpdir/ctl"
+start_zram size=16M control="$tmpdir/ctl" allow_other=true
+timeout 30 runuser -u nobody -- cat "$tmpdir/ctl/mm_stat" >/dev/null ||
+    fail "with allow_other=true, nobody could not read mm_stat"
+if timeout 30 runuser -u nobody -- sh -c "echo 1 > '$tmpdir/ctl/reset'" 2>/dev/null; then
+    fail "with allow_other=true, nobody wrote reset"
+fi
+if timeout 30 runuser -u nobody -- dd if="$tmpdir/ctl/disk" of=/dev/null count=1 2>/dev/null; then
+    fail "with allow_other=true, nobody read disk"
+fi
 echo OK
