@@ -290,35 +290,43 @@ run_fio ()   # run_fio CONTENDER JOB REP
         >"$tmp/log/fio-$c-$j-$rep.out" 2>&1 ) || rc=$?
     t1=$(now)
     after=$(mem_now)
+    mem=$(mem_delta "$before" "$after")
     stop_server
     figs=$("$report_py" fio "$json" "$j")
     [ $rc != 0 ] && figs="${figs% *} fio-exit$rc" &&
         log "fio $j against $c: exit $rc: $(tail -2 "$tmp/log/fio-$c-$j-$rep.out" | tr '\n' ' ')"
     set -- $figs
-    row job $c $j $rep "$disk" - "$1" "$2" "$3" "$(echo "$t1 - $t0" | bc)" $(mem_delta "$before" "$after") "$4"
+    row job $c $j $rep "$disk" - "$1" "$2" "$3" "$(echo "$t1 - $t0" | bc)" $mem "$4"
 }
 
 # --- copy-in of the image -----------------------------------------------------
-copy_in ()   # copy_in CONTENDER REP SOURCE-CMD BYTES DISK KIND JOB [keep]
+# SOURCE: a file, copied as a user would (nbdcopy FILE URI, dd if=FILE), or
+# a shell command whose output is copied (nbdcopy - URI, dd from a pipe).
+copy_in ()   # copy_in CONTENDER REP SOURCE BYTES DISK KIND JOB [keep]
 {            # keep: leave the server running (the caller stops it)
-    local c=$1 rep=$2 srccmd=$3 nbytes=$4 dsize=$5 kind=$6 job=$7 keep=${8:-}
+    local c=$1 rep=$2 srccmd=$3 nbytes=$4 dsize=$5 kind=$6 job=$7 keep=${8:-} mem
     start_server $c "$dsize" || { row $kind $c $job $rep "$dsize" $nbytes - - - - - - - - nostart; return 1; }
     local before after t0 t1 rc=0 secs
     before=$(mem_now)
     t0=$(now)
-    if [ $c = kzram ]; then
+    if [ -f "$srccmd" ] && [ $c = kzram ]; then
+        timeout 900 dd if="$srccmd" of="$dev" bs=1M oflag=direct status=none || rc=$?
+    elif [ -f "$srccmd" ]; then
+        timeout 900 nbdcopy "$srccmd" "$uri" || rc=$?
+    elif [ $c = kzram ]; then
         bash -c "$srccmd" | timeout 900 dd of="$dev" bs=1M iflag=fullblock oflag=direct status=none || rc=$?
     else
         bash -c "$srccmd" | timeout 900 nbdcopy - "$uri" || rc=$?
     fi
     t1=$(now)
     after=$(mem_now)
+    mem=$(mem_delta "$before" "$after")
     [ "$keep" = keep ] || stop_server
     secs=$(echo "$t1 - $t0" | bc)
     local status=ok
     [ $rc = 0 ] || { status=copy-exit$rc; log "copy-in into $c: exit $rc"; }
     row $kind $c $job $rep "$dsize" $nbytes "$(echo "scale=1; $nbytes / $secs / 1000000" | bc)" - - \
-        "$secs" $(mem_delta "$before" "$after") $status
+        "$secs" $mem $status
     return 0
 }
 
@@ -349,7 +357,7 @@ for (( rep=1; rep<=reps; rep++ )); do
     if [ $copy = yes ]; then
         for c in ${contenders//,/ }; do
             log "rep $rep/$reps: copy-in: $c"
-            copy_in $c $rep "cat '$image'" $image_bytes "$image_bytes" copy copy-in || true
+            copy_in $c $rep "$image" $image_bytes "$image_bytes" copy copy-in || true
         done
     fi
 done
