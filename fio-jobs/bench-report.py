@@ -7,8 +7,8 @@ chart's data.
       prints "MB/s IOPS p99_us status" for the job JOBNAME in fio's JSON
       output (fio's nbd engine prints a line to stdout before the JSON, so
       everything before the first '{' line is skipped).  MB/s and IOPS add
-      reads and writes; p99 is the higher of the two directions' completion
-      latency percentiles.  status is ok, or fio's error number.
+      reads and writes; p99 is the higher of the two directions' total
+      (submission + completion) latency percentiles.  status is ok, or fio's error number.
 
   bench-report.py report RAW.tsv HEADER.md OUT.md CHART.dat
       RAW.tsv has one line per measurement (see COLUMNS); the report gives
@@ -54,7 +54,10 @@ def fio_figures(path, jobname):
                 continue
             mbps += r['bw_bytes'] / 1e6
             iops += r['iops']
-            pct = r.get('clat_ns', {}).get('percentile', {})
+            # Total latency (lat_percentiles=1 in the jobs): submission plus
+            # completion.  clat alone misses the time a synchronous device
+            # (the kernel's zram under libaio) spends inside io_submit.
+            pct = r.get('lat_ns', {}).get('percentile') or r.get('clat_ns', {}).get('percentile', {})
             p99 = max(p99, pct.get('99.000000', 0) / 1000)
         status = 'ok' if job['error'] == 0 else 'error%d' % job['error']
         return '%.1f %.0f %.0f %s' % (mbps, iops, p99, status)
