@@ -256,6 +256,7 @@ mem_delta ()
 }
 row () { local IFS=$'\t'; echo "$*" >> "$raw"; }
 now () { date +%s.%N; }
+calc () { awk "BEGIN { printf \"%.3f\", $1 }"; }
 
 # --- fio jobs ---------------------------------------------------------------
 if [ "$jobs" = all ]; then
@@ -296,7 +297,7 @@ run_fio ()   # run_fio CONTENDER JOB REP
     [ $rc != 0 ] && figs="${figs% *} fio-exit$rc" &&
         log "fio $j against $c: exit $rc: $(tail -2 "$tmp/log/fio-$c-$j-$rep.out" | tr '\n' ' ')"
     set -- $figs
-    row job $c $j $rep "$disk" - "$1" "$2" "$3" "$(echo "$t1 - $t0" | bc)" $mem "$4"
+    row job $c $j $rep "$disk" - "$1" "$2" "$3" "$(calc "$t1 - $t0")" $mem "$4"
 }
 
 # --- copy-in of the image -----------------------------------------------------
@@ -322,10 +323,10 @@ copy_in ()   # copy_in CONTENDER REP SOURCE BYTES DISK KIND JOB [keep]
     after=$(mem_now)
     mem=$(mem_delta "$before" "$after")
     [ "$keep" = keep ] || stop_server
-    secs=$(echo "$t1 - $t0" | bc)
+    secs=$(calc "$t1 - $t0")
     local status=ok
     [ $rc = 0 ] || { status=copy-exit$rc; log "copy-in into $c: exit $rc"; }
-    row $kind $c $job $rep "$dsize" $nbytes "$(echo "scale=1; $nbytes / $secs / 1000000" | bc)" - - \
+    row $kind $c $job $rep "$dsize" $nbytes "$(calc "$nbytes / $secs / 1000000")" - - \
         "$secs" $mem $status
     return 0
 }
@@ -362,18 +363,22 @@ for (( rep=1; rep<=reps; rep++ )); do
     fi
 done
 
-# uzram's mm_stat after the copy-in, from its debug output, when it has no
-# control filesystem to read it from.
+# uzram's and the kernel's mm_stat after one more, untimed copy of the
+# image, side by side.  nbdcopy -S 0 writes every page, zero pages too, as
+# dd does into the kernel's zram (by default nbdcopy turns zero blocks into
+# write-zeroes, which zram counts as freed, not as same pages), so that
+# orig_data_size and same_pages compare.  uzram's mm_stat comes from its
+# control filesystem, or else from its statistics at unload.
 uzram_mm_stat=
-if [ $copy = yes ] && want uzram && [ $uzram_control = no ]; then
-    extra_nbdkit_args=(-v -D zram.stats=1)
+if [ $copy = yes ] && want uzram; then
+    [ $uzram_control = no ] && extra_nbdkit_args=(-v -D zram.stats=1)
     if start_server uzram "$image_bytes"; then
-        # -S 0: every page written, zero pages too, as dd writes them into
-        # the kernel's zram, so that the two mm_stat lines compare.
         nbdcopy -S 0 "$image" "$uri" || true
+        [ $uzram_control = yes ] && uzram_mm_stat=$(cat "$tmp/ctl/mm_stat" 2>/dev/null)
         stop_server
-        uzram_mm_stat=$(grep -h 'unload: mm_stat:' "$tmp"/log/nbdkit-uzram-$nstart.log |
-                        tail -1 | sed 's/.*mm_stat: *//')
+        [ $uzram_control = no ] &&
+            uzram_mm_stat=$(grep -h 'unload: mm_stat:' "$tmp"/log/nbdkit-uzram-$nstart.log |
+                            tail -1 | sed 's/.*mm_stat: *//')
         [ -n "$uzram_mm_stat" ] &&
             row mmstat uzram copy-in 1 "$image_bytes" $image_bytes - - - - - - \
                 "$(echo $uzram_mm_stat | cut -d' ' -f3)" - ok

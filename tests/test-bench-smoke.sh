@@ -5,7 +5,7 @@
 # its Markdown table has a number for every job in every figure.
 # Not a benchmark: the figures are not checked, only that there are some.
 source "$top_srcdir/tests/functions.sh"
-need_tool nbdkit fio nbdcopy nbdinfo gnuplot bc numfmt
+need_tool nbdkit fio nbdcopy nbdinfo nbdsh gnuplot numfmt
 [ -f "$PLUGIN" ] || fail "$PLUGIN is not built"
 
 out=$tmpdir/results
