@@ -148,7 +148,7 @@ def report(raw, header, out, dat):
                   'plus its buffers), for the kernel mm_stat\'s mem_used_total.',
                   '']
         figures = [('MB/s', 'mbps', 1.0, None), ('IOPS', 'iops', 1.0, 0),
-                   ('p99 latency, us', 'p99_us', 1.0, None),
+                   ('p99 latency (submission + completion), us', 'p99_us', 1.0, None),
                    ('memory held, MiB', None, None, None)]
         for title, col, scale, digits in figures:
             lines += ['### ' + title, '',
@@ -248,7 +248,10 @@ def report(raw, header, out, dat):
                   'server\'s VmRSS; the kernel\'s mem_used_total).  Fixed cost: what the '
                   'disk costs before any data, the server\'s VmRSS at start, or the kernel '
                   'zram\'s slot table (the growth of VmallocUsed when disksize is set: '
-                  'not in its mm_stat).  One run each.', '',
+                  'not in its mm_stat).  One run each.  The image\'s first 64 MiB '
+                  'compress less well than the whole (compare the kernel\'s row): memory '
+                  'per stored GiB compares across contenders on a row, and down a column '
+                  'from 256 MiB of data on.', '',
                   '| contender | disk | data | copy-in MB/s | randread IOPS | memory held, MiB | MiB per stored GiB | fixed cost, MiB |',
                   '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
         pts = {}

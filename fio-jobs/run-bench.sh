@@ -491,7 +491,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set logscale y
-set yrange [1:*]
+set yrange [10:*]
 set ylabel "MB/s (log scale)"
 set xtics rotate by -30 scale 0
 set key outside right top
