@@ -8,14 +8,14 @@
  * source (pagesrc.c), not contiguous, and a slot may span the boundary
  * between two of them:
  *
- *   class 1328: 3 pages, 9 slots, 336 bytes of tail waste
+ *   e.g. slots of 1328 bytes in 3 pages: 9 slots, 336 bytes of tail waste
  *
  *   pages[0]                pages[1]                pages[2]
  *   [ 0  ][ 1  ][ 2  ][ 3 : 3 ][ 4  ][ 5  ][ 6 : 6 ][ 7  ][ 8  ][tail]
  *                      slot 3 spans        slot 6 spans
  *
- * Per class, pages_per_zspage (1..ZS_MAX_PAGES_PER_ZSPAGE) is the shortest
- * chain that wastes little in its tail (see the constants); neighbouring classes
+ * Per class, pages_per_zspage (1..ZS_MAX_PAGES_PER_ZSPAGE) is the chain
+ * that wastes least in its tail (see the constants); neighbouring classes
  * that end up with the same pages and objects per zspage are merged into the
  * largest of them, as they would hold the same count in the same pages.
  * The class of one object per page is the huge class; zs_huge_class_size()
@@ -24,7 +24,10 @@
  * The page bytes hold nothing but object data.  Per zspage, a small header
  * (struct zspage, malloc'd) holds the page pointers and the reverse map:
  * one 32-bit word per slot, the handle index of the object in it, or, for a
- * free slot, the next free slot (the zspage's free list).
+ * free slot, the next free slot (the zspage's free list).  A zspage takes
+ * each page only when a slot first lies on it; a new zspage hands out its
+ * slots in order, so a class's last, partly filled zspage holds only the
+ * pages it uses (the kernel's allocates all of them at once).
  *
  * Handles: an object's handle is the index of a handle slot, a word that
  * holds the object's location (zspage, slot, class).  Compaction moves the
@@ -36,13 +39,15 @@
  * from the others before taking a never-used index.  Cost: 8 bytes per
  * handle, plus the 4-byte reverse map word per slot.
  *
- *   handle slot word, live:  zspage>>6 (42 bits) | class (9) | slot (12) | 1
+ *   handle slot word, live:  zspage>>4 (44 bits) | class (8) | slot (11) | 1
  *   handle slot word, free:  next free handle index << 1
  *
  * Fullness: each class keeps its zspages in ZS_NR_FULLNESS lists by the
  * share of slots in use (0 empty, 1..9 up to 10..90 %, 10 over 90 % but not
  * full, 11 full).  Allocation takes the fullest zspage that has room;
- * compaction empties the sparsest into the fullest and frees it.
+ * compaction empties the sparsest into the fullest and frees it, then
+ * packs each partly filled zspage into its lowest slots and gives back the
+ * pages past them.
  *
  * Mapping: zs_map_object looks the handle up under the class's migrate
  * lock (read side), pins the zspage (zspage->pins) and drops the lock; the
@@ -59,9 +64,11 @@
  *       shard->lock          leaf: a handle free list
  *       src->lock            leaf: the page source (pagesrc.c)
  * Only one class's locks are held at a time.  zspage->pins is not a lock:
- * it is taken under migrate (read) and dropped with no lock held.  In
- * practice zs_malloc and zs_free take shard and page-source locks outside
- * class->lock, and page-source calls (which may madvise) run unlocked.
+ * it is taken under migrate (read) and dropped with no lock held.  Shard
+ * locks are in fact taken only outside class->lock.  The page source is
+ * called under class->lock for single pages (a slot's first use, packing),
+ * and may then map a 2 MiB chunk or madvise a batch of pages, once per
+ * hundreds of pages; whole zspages are freed with no lock held.
  *
  * To do: per-thread handle and zspage caches if profiles show the shard or
  * class locks; migration of pages for NUMA or defragmentation.
@@ -101,35 +108,42 @@
 
 /* Longest chain, and how a class picks its chain length: the shortest
  * chain whose tail wastes at most ZS_TAIL_WASTE_PPM of it, else the one
- * that wastes least.  A longer chain wastes less in its tail, but every
- * class keeps one partly filled zspage (and, after compaction, up to a
- * zspage's worth of free slots), which costs up to pages_per_zspage pages
- * per class.  On a 256 MiB mix of binaries, text, a Python heap and zero
- * pages (tests/bench-zsmalloc), least tail waste with chains up to 8 gave
- * 2.98 % overhead filled and 4.37 % compacted; this rule 2.71 % and 3.61 %;
- * chains up to 4, 12 or 16, or steps of 8, all did worse.  Overridable at
- * build time for such experiments.
+ * that wastes least (0: simply the least waste, the shorter on a tie).
+ * A longer chain wastes less in its tail, but after compaction a class may
+ * keep up to a zspage's worth of free slots, and more objects span pages
+ * (and are copied when mapped).  Overhead filled / compacted measured with
+ * tests/bench-zsmalloc on mixes of binaries, text, a Python heap and zero
+ * pages of 256 / 64 / 32 MiB, with lazy pages and packing:
+ *   chains up to  8:  1.99/2.37 %   2.67/3.83 %   3.70/6.49 %
+ *   chains up to 12:  1.38/1.88 %   2.31/3.85 %   3.90/8.20 %
+ *   chains up to 16:  1.16/1.74 %   2.27/4.39 %   4.09/9.30 %
+ * 8, as the kernel's default, is the even choice across pool sizes.  A
+ * 2 % threshold helped (2.71/3.61 % at 256 MiB) before pages were lazy and
+ * zspages packed, and is no better since.  Steps of 8 did worse.
+ * Overridable at build time for such experiments.
  */
 #ifndef ZS_MAX_PAGES_PER_ZSPAGE
 #define ZS_MAX_PAGES_PER_ZSPAGE 8
 #endif
 #ifndef ZS_TAIL_WASTE_PPM
-#define ZS_TAIL_WASTE_PPM 20000
+#define ZS_TAIL_WASTE_PPM 0
 #endif
 
 #define ZS_NR_SIZES ((ZS_MAX_ALLOC - ZS_MIN_ALLOC) / ZS_CLASS_DELTA + 1)
 
-/* Handle word fields (see the top).  The zspage header is aligned to
- * ZSPAGE_ALIGN so its low 6 bits are zero, and user addresses are below
- * 2^48, so the pointer fits in the top 42 bits.
+/* Handle word fields (see the top).  The zspage header is 16-aligned (as
+ * malloc aligns anyway on 64-bit), so its low 4 bits are zero, and user
+ * addresses are below 2^48, so the pointer fits in the top 44 bits.  That
+ * leaves 11 bits for the slot (at most 8 * 4096 / 32 = 1024 slots) and 8
+ * for the class (255 sizes in steps of 16).
  */
-#define OBJ_IDX_BITS 12
-#define CLASS_IDX_BITS 9
+#define OBJ_IDX_BITS 11
+#define CLASS_IDX_BITS 8
 #define OBJ_IDX_SHIFT 1
 #define CLASS_IDX_SHIFT (OBJ_IDX_SHIFT + OBJ_IDX_BITS)
 #define ZSPAGE_SHIFT (CLASS_IDX_SHIFT + CLASS_IDX_BITS)
-#define ZSPAGE_ALIGN 64
-#define ZSPAGE_ALIGN_BITS 6
+#define ZSPAGE_ALIGN 16
+#define ZSPAGE_ALIGN_BITS 4
 #define HANDLE_LIVE 1UL
 
 /* Reverse map: a free slot's word has REVMAP_FREE set and the next free
@@ -157,6 +171,8 @@ enum fullness {
   ZS_FULL = ZS_NR_FULLNESS - 1,
 };
 
+_Static_assert (sizeof (unsigned long) == 8 && sizeof (void *) == 8,
+                "handle words pack a pointer: 64-bit only");
 _Static_assert (ZS_CLASS_DELTA % 8 == 0, "slots must stay 8-aligned");
 _Static_assert (ZS_MAX_PAGES_PER_ZSPAGE * ZS_PAGE_SIZE / ZS_MIN_ALLOC
                 < (1 << OBJ_IDX_BITS), "slot index must fit its field");
@@ -167,6 +183,8 @@ _Static_assert (ZS_NR_SIZES <= (1 << CLASS_IDX_BITS),
 _Static_assert (ZSPAGE_SHIFT + 48 - ZSPAGE_ALIGN_BITS <= 64,
                 "zspage pointer must fit the handle word");
 _Static_assert (HANDLE_MAX <= REVMAP_FREE, "handle index must fit revmap");
+_Static_assert (ZS_MAX_PAGES_PER_ZSPAGE <= UINT8_MAX,
+                "zspage->nr_pages must count them");
 
 struct size_class;
 
@@ -177,7 +195,11 @@ struct zspage {
   uint16_t inuse;                  /* class->lock */
   uint16_t free_head;              /* first free slot; class->lock */
   uint8_t fullness;                /* class->lock */
-  void *pages[];                   /* pages_per_zspage, then the revmap */
+  uint8_t nr_pages;                /* pages[] not NULL; class->lock */
+  /* pages_per_zspage page pointers, NULL until a slot first needs that
+   * page (class->lock); then the revmap.
+   */
+  void *pages[];
 };
 
 struct size_class {
@@ -192,6 +214,7 @@ struct size_class {
   struct zspage *fullness_list[ZS_NR_FULLNESS];
   unsigned long nr_fullness[ZS_NR_FULLNESS];
   unsigned long zspages;
+  unsigned long pages;             /* pages the zspages hold */
   unsigned long obj_used;
 };
 
@@ -460,11 +483,11 @@ find_get_zspage (struct size_class *class)
 
 /* ---- zspages ---- */
 
-/* Creates an empty zspage, not on any list, with no lock held.  NULL with
- * errno ENOMEM when the page source or malloc fails.
+/* Creates an empty zspage with no pages yet, not on any list.  NULL with
+ * errno ENOMEM when malloc fails.
  */
 static struct zspage *
-create_zspage (struct zs_pool *pool, struct size_class *class)
+create_zspage (struct size_class *class)
 {
   struct zspage *zspage = aligned_alloc (ZSPAGE_ALIGN, class->header_size);
   uint32_t *revmap;
@@ -474,11 +497,9 @@ create_zspage (struct zs_pool *pool, struct size_class *class)
     errno = ENOMEM;
     return NULL;
   }
-  if (pagesrc_alloc (pool->src, zspage->pages, class->pages_per_zspage)) {
-    free (zspage);
-    errno = ENOMEM;
-    return NULL;
-  }
+  for (i = 0; i < class->pages_per_zspage; i++)
+    zspage->pages[i] = NULL;
+  zspage->nr_pages = 0;
   zspage->prev = zspage->next = NULL;
   zspage->class = class;
   atomic_init (&zspage->pins, 0);
@@ -486,24 +507,72 @@ create_zspage (struct zs_pool *pool, struct size_class *class)
   zspage->fullness = ZS_EMPTY;
   zspage->free_head = 0;
   revmap = zspage_revmap (class, zspage);
+  /* Slots are first handed out in order, so pages are taken in order. */
   for (i = 0; i < class->objs_per_zspage; i++)
     revmap[i] = REVMAP_FREE
       | (i + 1 < class->objs_per_zspage ? i + 1 : REVMAP_NIL);
-  atomic_fetch_add_explicit (&pool->pages_total, class->pages_per_zspage,
-                             memory_order_relaxed);
   return zspage;
 }
 
-/* Frees an empty zspage that is on no list, with no lock held. */
+/* Gives slot idx the pages it lies on, where the zspage lacks them.
+ * class->lock held (the page-source lock is a leaf below it).  Returns 0,
+ * or -1 with errno ENOMEM; pages got before a failure stay with the zspage.
+ */
+static int
+get_slot_pages (struct zs_pool *pool, struct size_class *class,
+                struct zspage *zspage, unsigned idx)
+{
+  unsigned long off = (unsigned long) idx * class->size;
+  unsigned p = off >> ZS_PAGE_SHIFT;
+  unsigned last = (off + class->size - 1) >> ZS_PAGE_SHIFT;
+
+  for (; p <= last; p++) {
+    if (zspage->pages[p])
+      continue;
+    if (pagesrc_alloc (pool->src, &zspage->pages[p], 1))
+      return -1;
+    zspage->nr_pages++;
+    class->pages++;
+    atomic_fetch_add_explicit (&pool->pages_total, 1, memory_order_relaxed);
+  }
+  return 0;
+}
+
+/* Takes an empty zspage out of the class's counts; it must be off the
+ * lists.  class->lock held.  free_zspage then frees it, unlocked.
+ */
+static void
+detach_zspage (struct size_class *class, struct zspage *zspage)
+{
+  assert (zspage->inuse == 0 && class->zspages > 0);
+  class->zspages--;
+  class->pages -= zspage->nr_pages;
+}
+
+/* Gives the zspage's pages back to the page source. */
+static void
+release_pages (struct zs_pool *pool, struct size_class *class,
+               struct zspage *zspage)
+{
+  void *pages[ZS_MAX_PAGES_PER_ZSPAGE];
+  unsigned i, n = 0;
+
+  for (i = 0; i < class->pages_per_zspage; i++)
+    if (zspage->pages[i])
+      pages[n++] = zspage->pages[i];
+  assert (n == zspage->nr_pages);
+  if (n)
+    pagesrc_free (pool->src, pages, n);
+}
+
+/* Frees a detached zspage, with no lock held. */
 static void
 free_zspage (struct zs_pool *pool, struct zspage *zspage)
 {
-  struct size_class *class = zspage->class;
-
   assert (zspage->inuse == 0);
   assert (atomic_load (&zspage->pins) == 0);
-  pagesrc_free (pool->src, zspage->pages, class->pages_per_zspage);
-  atomic_fetch_sub_explicit (&pool->pages_total, class->pages_per_zspage,
+  release_pages (pool, zspage->class, zspage);
+  atomic_fetch_sub_explicit (&pool->pages_total, zspage->nr_pages,
                              memory_order_relaxed);
   free (zspage);
 }
@@ -560,13 +629,15 @@ create_class (unsigned index, unsigned size, unsigned pages, unsigned objs)
   class->objs_per_zspage = objs;
   class->header_size = sizeof (struct zspage) + pages * sizeof (void *)
     + objs * sizeof (uint32_t);
-  /* aligned_alloc wants a multiple of the alignment. */
+  /* aligned_alloc wants a multiple of the alignment; with glibc's own
+   * alignment it costs nothing over malloc.
+   */
   class->header_size = (class->header_size + ZSPAGE_ALIGN - 1)
     & ~(size_t) (ZSPAGE_ALIGN - 1);
   return class;
 }
 
-/* Calls fn on each distinct class, smallest first. */
+/* Loops over each distinct class, smallest first. */
 #define for_each_class(pool, i, class)                                   \
   for (i = 0; i < ZS_NR_SIZES; i++)                                      \
     if ((class = (pool)->classes[i])->index != i) continue; else
@@ -641,7 +712,7 @@ zs_destroy_pool (struct zs_pool *pool)
       for (z = class->fullness_list[g]; z; z = next) {
         next = z->next;
         if (pool->src)
-          pagesrc_free (pool->src, z->pages, class->pages_per_zspage);
+          release_pages (pool, class, z);
         free (z);
       }
     }
@@ -671,7 +742,7 @@ unsigned long
 zs_malloc (struct zs_pool *pool, size_t size)
 {
   struct size_class *class;
-  struct zspage *zspage, *fresh = NULL;
+  struct zspage *zspage, *fresh;
   unsigned long h;
   unsigned idx;
 
@@ -687,12 +758,10 @@ zs_malloc (struct zs_pool *pool, size_t size)
   pthread_mutex_lock (&class->lock);
   zspage = find_get_zspage (class);
   if (!zspage) {
-    /* Page-source calls may sleep in the kernel: not under the lock. */
     pthread_mutex_unlock (&class->lock);
-    fresh = create_zspage (pool, class);
+    fresh = create_zspage (class);
     if (!fresh) {
       free_handle (pool, h);
-      errno = ENOMEM;
       return 0;
     }
     pthread_mutex_lock (&class->lock);
@@ -701,6 +770,20 @@ zs_malloc (struct zs_pool *pool, size_t size)
   }
   else
     remove_zspage (class, zspage);
+  if (get_slot_pages (pool, class, zspage, zspage->free_head)) {
+    if (zspage->inuse == 0)
+      detach_zspage (class, zspage);
+    else {
+      insert_zspage (class, zspage);
+      zspage = NULL;
+    }
+    pthread_mutex_unlock (&class->lock);
+    if (zspage)
+      free_zspage (pool, zspage);
+    free_handle (pool, h);
+    errno = ENOMEM;
+    return 0;
+  }
   idx = obj_malloc (class, zspage, h);
   insert_zspage (class, zspage);
   store_handle (pool, h, encode_loc (zspage, class->index, idx));
@@ -734,7 +817,7 @@ zs_free (struct zs_pool *pool, unsigned long h)
   obj_free (class, zspage, loc_obj (v));
   if (zspage->inuse == 0) {
     remove_zspage (class, zspage);
-    class->zspages--;
+    detach_zspage (class, zspage);
   }
   else {
     fix_fullness_group (class, zspage);
@@ -873,16 +956,19 @@ copy_object (struct size_class *class, struct zspage *dst, unsigned didx,
   }
 }
 
-/* Zspages' worth of unused slots: what compaction could free now.
+/* Zspages' worth of unused slots on the pages the class holds (slots on
+ * pages not taken yet cost nothing): what compaction could free now.
  * class->lock held.
  */
 static unsigned long
 zs_can_compact (struct size_class *class)
 {
-  unsigned long allocated = class->zspages * class->objs_per_zspage;
+  unsigned long room = class->pages * class->objs_per_zspage
+    / class->pages_per_zspage;
 
-  assert (allocated >= class->obj_used);
-  return (allocated - class->obj_used) / class->objs_per_zspage;
+  if (room <= class->obj_used)
+    return 0;
+  return (room - class->obj_used) / class->objs_per_zspage;
 }
 
 /* The sparsest zspage that is not full and not mapped, or NULL.  Both
@@ -923,6 +1009,10 @@ migrate_zspage (struct zs_pool *pool, struct size_class *class,
       unsigned long h;
       unsigned didx;
 
+      if (get_slot_pages (pool, class, dst, dst->free_head)) {
+        insert_zspage (class, dst);
+        return;
+      }
       while (srevmap[sidx] & REVMAP_FREE)
         sidx++;
       h = srevmap[sidx];
@@ -935,37 +1025,139 @@ migrate_zspage (struct zs_pool *pool, struct size_class *class,
   }
 }
 
+/* The pages a zspage needs once its inuse objects sit in its lowest slots. */
+static unsigned
+packed_pages (struct size_class *class, unsigned inuse)
+{
+  return ((unsigned long) inuse * class->size + ZS_PAGE_SIZE - 1)
+    >> ZS_PAGE_SHIFT;
+}
+
+/* Moves a zspage's objects from its highest slots into its lowest free
+ * ones and gives back the pages no slot in use lies on any more.  The free
+ * list is rebuilt lowest slot first, so allocation refills the pages held
+ * before it takes new ones.  zspage must not be mapped.  Both class locks
+ * held (the page-source lock is a leaf below them).  Returns pages freed.
+ */
+static unsigned
+pack_zspage (struct zs_pool *pool, struct size_class *class,
+             struct zspage *zspage)
+{
+  uint32_t *revmap = zspage_revmap (class, zspage);
+  unsigned objs = class->objs_per_zspage, lo = 0, hi = objs - 1, p, n = 0;
+  unsigned keep;
+  uint16_t head = REVMAP_NIL;
+  void *pages[ZS_MAX_PAGES_PER_ZSPAGE];
+
+  assert (zspage->inuse > 0);
+  for (;;) {
+    unsigned long h;
+
+    while (lo < objs && !(revmap[lo] & REVMAP_FREE))
+      lo++;
+    while (hi > lo && (revmap[hi] & REVMAP_FREE))
+      hi--;
+    if (lo >= hi)
+      break;
+    if (get_slot_pages (pool, class, zspage, lo))
+      break;                    /* it stays as it is, only less packed */
+    h = revmap[hi];
+    copy_object (class, zspage, lo, zspage, hi);
+    revmap[lo] = h;
+    revmap[hi] = REVMAP_FREE;
+    store_handle (pool, h, encode_loc (zspage, class->index, lo));
+  }
+  for (p = objs; p-- > 0;)
+    if (revmap[p] & REVMAP_FREE) {
+      revmap[p] = REVMAP_FREE | head;
+      head = p;
+    }
+  zspage->free_head = head;
+
+  /* Pages past the last slot in use. */
+  for (hi = objs; hi-- > 0;)
+    if (!(revmap[hi] & REVMAP_FREE))
+      break;
+  keep = (((unsigned long) hi * class->size + class->size - 1)
+          >> ZS_PAGE_SHIFT) + 1;
+  for (p = keep; p < class->pages_per_zspage; p++)
+    if (zspage->pages[p]) {
+      pages[n++] = zspage->pages[p];
+      zspage->pages[p] = NULL;
+    }
+  if (n) {
+    zspage->nr_pages -= n;
+    class->pages -= n;
+    atomic_fetch_sub_explicit (&pool->pages_total, n, memory_order_relaxed);
+    pagesrc_free (pool->src, pages, n);
+  }
+  return n;
+}
+
+/* Packs every unmapped, partly filled zspage that would give a page back.
+ * Both class locks held.  Returns pages freed.
+ */
+static unsigned long
+pack_class (struct zs_pool *pool, struct size_class *class)
+{
+  unsigned long freed = 0;
+  int g;
+
+  for (g = ZS_EMPTY + 1; g <= ZS_ALMOST_FULL; g++) {
+    struct zspage *z;
+
+    for (z = class->fullness_list[g]; z; z = z->next)
+      if (z->nr_pages > packed_pages (class, z->inuse)
+          && atomic_load_explicit (&z->pins, memory_order_acquire) == 0)
+        freed += pack_zspage (pool, class, z);
+  }
+  return freed;
+}
+
 static unsigned long
 compact_class (struct zs_pool *pool, struct size_class *class)
 {
-  unsigned long freed = 0;
+  long freed = 0;
 
   for (;;) {
     struct zspage *src, *empty = NULL;
+    unsigned long before;
 
     pthread_rwlock_wrlock (&class->migrate);
     pthread_mutex_lock (&class->lock);
+    before = class->pages;
     src = zs_can_compact (class) ? find_source (class) : NULL;
     if (src) {
       remove_zspage (class, src);
       migrate_zspage (pool, class, src);
       if (src->inuse == 0) {
-        class->zspages--;
+        detach_zspage (class, src);
         empty = src;
       }
       else
         insert_zspage (class, src);
     }
+    /* Destinations may have taken pages for their slots. */
+    freed += (long) before - (long) class->pages;
     pthread_mutex_unlock (&class->lock);
     pthread_rwlock_unlock (&class->migrate);
     /* Each round either frees a zspage or finds nothing to do: the
      * loop ends, and allocators get the locks between rounds.
      */
     if (!empty)
-      return freed;
+      break;
     free_zspage (pool, empty);
-    freed += class->pages_per_zspage;
   }
+
+  /* What is left is under a zspage's worth of free slots, scattered over
+   * the partly filled zspages: pack them to free whole pages.
+   */
+  pthread_rwlock_wrlock (&class->migrate);
+  pthread_mutex_lock (&class->lock);
+  freed += pack_class (pool, class);
+  pthread_mutex_unlock (&class->lock);
+  pthread_rwlock_unlock (&class->migrate);
+  return freed > 0 ? freed : 0;
 }
 
 /**
@@ -1009,12 +1201,12 @@ zs_pool_class_stats (struct zs_pool *pool, struct zs_class_stat *out,
       s->pages_per_zspage = class->pages_per_zspage;
       pthread_mutex_lock (&class->lock);
       s->zspages = class->zspages;
+      s->pages_used = class->pages;
       s->obj_used = class->obj_used;
       for (g = 0; g < ZS_NR_FULLNESS; g++)
         s->fullness[g] = class->nr_fullness[g];
       s->freeable = zs_can_compact (class);
       pthread_mutex_unlock (&class->lock);
-      s->pages_used = s->zspages * s->pages_per_zspage;
       s->obj_allocated = s->zspages * s->objs_per_zspage;
     }
     nr++;

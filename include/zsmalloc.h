@@ -88,7 +88,9 @@ struct zs_class_stat {
   unsigned int objs_per_zspage;
   unsigned int pages_per_zspage;
   unsigned long zspages;       /* zspages now allocated */
-  unsigned long pages_used;    /* zspages * pages_per_zspage */
+  unsigned long pages_used;    /* pages those zspages hold: at most
+                                  zspages * pages_per_zspage, as a zspage
+                                  takes a page when a slot first needs it */
   unsigned long obj_allocated; /* slots in those zspages */
   unsigned long obj_used;      /* slots holding a live object */
   /* zspages by how full they are, as the kernel groups them: [0] empty,

@@ -19,9 +19,11 @@
  * backs a 4 KiB page of it (256 slots, 1 MiB of disk) only when a slot in it
  * is first written, so an empty 1 TiB disk costs 4 GiB of address space and
  * no memory, and a 64 GiB disk holding 100 MiB costs at most one table page
- * per block stored.  Reads, trims and extents of empty slots only load from
- * the table (untouched pages read as the kernel's shared zero page), so
- * they never make it grow either.
+ * per block stored.  Beside it, a bitmap with one bit per table page
+ * (1 bit per MiB of disk, 128 KiB for 1 TiB, also mapped lazily) says
+ * which table pages a write ever reached: a clear bit means all 256 slots
+ * are empty, so reads, trims, extents and idle marking skip untouched
+ * megabytes without loading, let alone faulting in, the table there.
  *
  * Slot lock: bits 0 and 1 of a slot's flags word are a futex-based mutex
  * (Drepper's "Futexes are tricky", mutex 3): SLOT_LOCKED, and SLOT_WAITERS
@@ -89,6 +91,11 @@ _Static_assert (sizeof (struct zram_slot) == 16, "a slot is 16 bytes");
 #define SLOT_HUGE    (1u << 3)   /* stored raw, size is 4096 */
 #define SLOT_IDLE    (1u << 4)   /* not accessed since zram_mark_idle_all */
 #define SLOT_LOCK_BITS (SLOT_LOCKED | SLOT_WAITERS)
+
+/* Slots per 4 KiB page of the table: the unit the kernel backs with
+ * memory, and the unit of zram->touched.
+ */
+#define SLOTS_PER_TABLE_PAGE (4096 / sizeof (struct zram_slot))
 
 /* How many times a locker spins on a held slot lock before it sleeps.
  * Critical sections are one decompression (a few microseconds) or an entry
@@ -233,8 +240,10 @@ struct zram {
    * device; read freely between zram_get and zram_put.
    */
   struct zram_slot *table;              /* NULL: uninitialised */
+  uint64_t *touched;                    /* bit per table page; atomic */
+  size_t touched_bytes;
   uint64_t nr_slots;
-  uint64_t disksize;
+  uint64_t disksize;                    /* atomic: 0 while uninitialised */
   struct zs_pool *pool;
   size_t huge_class_size;               /* objects this big are stored raw */
   const struct zcomp *comp;             /* atomic: read without the lock */
@@ -260,6 +269,45 @@ stripe_of (struct zram *zram)
     my_stripe = __atomic_fetch_add (&next_stripe, 1, __ATOMIC_RELAXED)
       % NR_STRIPES + 1;
   return &zram->stripes[my_stripe - 1];
+}
+
+/* Whether a write ever reached the table page holding slot index.  A
+ * clear bit means every slot of that page is empty: a write sets it before
+ * it takes the first lock there (touch_table_page), and only a write makes
+ * an empty slot non-empty.  Bits are never cleared while initialised.
+ */
+static inline bool
+table_page_touched (struct zram *zram, uint64_t index)
+{
+  uint64_t page = index / SLOTS_PER_TABLE_PAGE;
+
+  return __atomic_load_n (&zram->touched[page / 64], __ATOMIC_ACQUIRE)
+    & (UINT64_C (1) << (page % 64));
+}
+
+static inline void
+touch_table_page (struct zram *zram, uint64_t index)
+{
+  uint64_t page = index / SLOTS_PER_TABLE_PAGE;
+
+  if (!table_page_touched (zram, index))
+    __atomic_fetch_or (&zram->touched[page / 64],
+                       UINT64_C (1) << (page % 64), __ATOMIC_RELEASE);
+}
+
+/* The first slot of the next table page after index. */
+static inline uint64_t
+next_table_page (uint64_t index)
+{
+  return (index / SLOTS_PER_TABLE_PAGE + 1) * SLOTS_PER_TABLE_PAGE;
+}
+
+/* Without the lock: true if slot index surely holds nothing. */
+static inline bool
+empty_unlocked (struct zram *zram, uint64_t index)
+{
+  return !table_page_touched (zram, index) ||
+    slot_empty_unlocked (&zram->table[index]);
 }
 
 static uint64_t
@@ -569,7 +617,7 @@ read_block (struct zram *zram, uint64_t index, unsigned char *dst,
   struct zram_slot *s = &zram->table[index];
   int r;
 
-  if (slot_empty_unlocked (s)) {
+  if (empty_unlocked (zram, index)) {
     memset (dst, 0, n);
     return 0;
   }
@@ -594,6 +642,7 @@ write_block (struct zram *zram, uint64_t index, const unsigned char *src,
   unsigned char page[ZRAM_BLOCK_SIZE];
   int r;
 
+  touch_table_page (zram, index);
   if (n == ZRAM_BLOCK_SIZE) {
     r = prepare_page (zram, src, &val);
     if (r < 0)
@@ -631,7 +680,7 @@ free_block (struct zram *zram, uint64_t index)
    * counts every whole page it is asked to free.
    */
   STAT_INC (zram, notify_free);
-  if (slot_empty_unlocked (s)) {
+  if (empty_unlocked (zram, index)) {
     STAT_INC (zram, miss_free);
     return;
   }
@@ -722,9 +771,27 @@ discard_range (struct zram *zram, uint32_t count, uint64_t offset, bool zero)
 
     if (n > end - offset)
       n = end - offset;
+    if (n == ZRAM_BLOCK_SIZE &&
+        !table_page_touched (zram, offset >> ZRAM_BLOCK_SHIFT)) {
+      /* A whole untouched table page at once: nothing there to free. */
+      uint64_t index = offset >> ZRAM_BLOCK_SHIFT;
+      uint64_t k = next_table_page (index) - index;
+
+      if (k > (end - offset) >> ZRAM_BLOCK_SHIFT)
+        k = (end - offset) >> ZRAM_BLOCK_SHIFT;
+      STAT_ADD (zram, notify_free, k);
+      STAT_ADD (zram, miss_free, k);
+      offset += k << ZRAM_BLOCK_SHIFT;
+      continue;
+    }
     if (n == ZRAM_BLOCK_SIZE)
       free_block (zram, offset >> ZRAM_BLOCK_SHIFT);
-    else if (zero) {
+    /* A block that is empty or all zeroes needs no zeroing: don't make a
+     * same page of it.
+     */
+    else if (zero &&
+             !empty_unlocked (zram, offset >> ZRAM_BLOCK_SHIFT) &&
+             !slot_hole_unlocked (&zram->table[offset >> ZRAM_BLOCK_SHIFT])) {
       r = write_block (zram, offset >> ZRAM_BLOCK_SHIFT, zeroes, off, n);
       if (r < 0) {
         STAT_INC (zram, failed_writes);
@@ -780,10 +847,19 @@ zram_extents (struct zram *zram, uint32_t count, uint64_t offset,
   first = offset >> ZRAM_BLOCK_SHIFT;
   last = (offset + count - 1) >> ZRAM_BLOCK_SHIFT;
   run = first;
-  hole = slot_hole_unlocked (&zram->table[first]);
-  for (i = first + 1; i <= last; i++) {
-    bool h = slot_hole_unlocked (&zram->table[i]);
+  hole = !table_page_touched (zram, first) ||
+    slot_hole_unlocked (&zram->table[first]);
+  for (i = first; i <= last; ) {
+    uint64_t step = 1;
+    bool h;
 
+    /* An untouched table page is 256 empty slots at once. */
+    if (!table_page_touched (zram, i)) {
+      h = true;
+      step = next_table_page (i) - i;
+    }
+    else
+      h = slot_hole_unlocked (&zram->table[i]);
     if (h != hole) {
       r = fn (opaque, run << ZRAM_BLOCK_SHIFT, (i - run) << ZRAM_BLOCK_SHIFT,
               hole);
@@ -792,7 +868,10 @@ zram_extents (struct zram *zram, uint32_t count, uint64_t offset,
       run = i;
       hole = h;
     }
+    i += step;
   }
+  if (i > last + 1)
+    i = last + 1;
   return fn (opaque, run << ZRAM_BLOCK_SHIFT, (i - run) << ZRAM_BLOCK_SHIFT,
              hole);
 }
@@ -846,11 +925,13 @@ teardown (struct zram *zram)
     /* Destroying the pool frees every object at once. */
     zs_destroy_pool (zram->pool);
     munmap (zram->table, zram->nr_slots * sizeof (struct zram_slot));
+    munmap (zram->touched, zram->touched_bytes);
   }
+  __atomic_store_n (&zram->disksize, 0, __ATOMIC_RELEASE);
   zram->table = NULL;
+  zram->touched = NULL;
   zram->pool = NULL;
   zram->nr_slots = 0;
-  zram->disksize = 0;
   memset (zram->stripes, 0, NR_STRIPES * sizeof (struct stripe));
   __atomic_store_n (&zram->max_used_pages, 0, __ATOMIC_RELAXED);
 }
@@ -918,15 +999,18 @@ int
 zram_set_disksize (struct zram *zram, uint64_t bytes)
 {
   struct zram_slot *table;
+  uint64_t *touched;
   struct zs_pool *pool;
-  uint64_t nr_slots;
-  size_t table_bytes;
+  uint64_t nr_slots, nr_pages;
+  size_t table_bytes, touched_bytes;
   int r = 0;
 
   if (bytes == 0 || bytes > ZRAM_MAX_DISKSIZE)
     return -EINVAL;
   nr_slots = (bytes + ZRAM_BLOCK_SIZE - 1) >> ZRAM_BLOCK_SHIFT;
   table_bytes = nr_slots * sizeof (struct zram_slot);
+  nr_pages = (nr_slots + SLOTS_PER_TABLE_PAGE - 1) / SLOTS_PER_TABLE_PAGE;
+  touched_bytes = (nr_pages + 63) / 64 * sizeof (uint64_t);
 
   pthread_rwlock_wrlock (&zram->init_lock);
   if (zram->table) {
@@ -943,42 +1027,46 @@ zram_set_disksize (struct zram *zram, uint64_t bytes)
    * keep the table's memory in step with the blocks stored.
    */
   madvise (table, table_bytes, MADV_NOHUGEPAGE);
+  touched = mmap (NULL, touched_bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (touched == MAP_FAILED) {
+    r = -ENOMEM;
+    munmap (table, table_bytes);
+    goto out;
+  }
   pool = zs_create_pool ("zram", zram->has_pages ? &zram->pages : NULL);
   if (pool == NULL) {
     r = -errno;
     munmap (table, table_bytes);
+    munmap (touched, touched_bytes);
     goto out;
   }
   zram->pool = pool;
   zram->huge_class_size = zs_huge_class_size (pool);
   zram->nr_slots = nr_slots;
-  zram->disksize = nr_slots << ZRAM_BLOCK_SHIFT;
+  zram->touched = touched;
+  zram->touched_bytes = touched_bytes;
   zram->table = table;
+  __atomic_store_n (&zram->disksize, nr_slots << ZRAM_BLOCK_SHIFT,
+                    __ATOMIC_RELEASE);
  out:
   pthread_rwlock_unlock (&zram->init_lock);
   return r;
 }
 
+/* Both without the lock: front ends ask for the size on every request
+ * (the `disk` file checks its ranges), so it must cost one load.
+ */
 uint64_t
 zram_disksize (struct zram *zram)
 {
-  uint64_t r;
-
-  pthread_rwlock_rdlock (&zram->init_lock);
-  r = zram->disksize;
-  pthread_rwlock_unlock (&zram->init_lock);
-  return r;
+  return __atomic_load_n (&zram->disksize, __ATOMIC_ACQUIRE);
 }
 
 bool
 zram_initialised (struct zram *zram)
 {
-  bool r;
-
-  pthread_rwlock_rdlock (&zram->init_lock);
-  r = zram->table != NULL;
-  pthread_rwlock_unlock (&zram->init_lock);
-  return r;
+  return zram_disksize (zram) != 0;
 }
 
 int
@@ -1040,6 +1128,10 @@ zram_mark_idle_all (struct zram *zram)
     for (i = 0; i < zram->nr_slots; i++) {
       struct zram_slot *s = &zram->table[i];
 
+      if (!table_page_touched (zram, i)) {
+        i = next_table_page (i) - 1;
+        continue;
+      }
       if (slot_empty_unlocked (s))
         continue;
       slot_lock (s);

@@ -106,6 +106,7 @@ const char *const *zram_comp_algorithms (void);
  * -ENOMEM.
  */
 int zram_set_disksize (struct zram *zram, uint64_t bytes);
+/* Both cost one atomic load (no lock): fine on every request. */
 uint64_t zram_disksize (struct zram *zram);
 bool zram_initialised (struct zram *zram);
 
@@ -157,7 +158,9 @@ int zram_write (struct zram *zram, const void *buf, uint32_t count,
  * end are left as they are (trim may do nothing).
  */
 int zram_discard (struct zram *zram, uint32_t count, uint64_t offset);
-/* Whole blocks are freed, partial ones rewritten with zeroes. */
+/* Whole blocks are freed, partial ones rewritten with zeroes (unless they
+ * are empty or zero already).
+ */
 int zram_write_zeroes (struct zram *zram, uint32_t count, uint64_t offset);
 int zram_flush (struct zram *zram);
 

@@ -10,8 +10,12 @@
  * here in errno (.errno_is_preserved), so the client sees ENOSPC over
  * mem_limit and EIO for corrupt data.
  *
- * Still to do: the `disk` file and mlockall for swap (issue 7) belong to
- * the control filesystem's side.
+ * mlock=true locks the process's memory for swap on the device; the
+ * `disk` file and its I/O-flusher threads are the control filesystem's.
+ *
+ * Still to do: TLS and export names are nbdkit's as for any plugin; a
+ * per-export device (several zram devices in one nbdkit) would need an
+ * engine per export name.
  */
 #include <config.h>
 
@@ -20,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -34,8 +40,9 @@
 #pragma weak control_start
 #pragma weak control_stop
 
-/* -D zram.stats=1: print the statistics when a connection closes and when
- * nbdkit unloads the plugin (with -v, as all debug output).
+/* The statistics are printed as debug messages (so only with -v) when
+ * nbdkit unloads the plugin, and with -D zram.stats=1 also whenever a
+ * connection closes.
  */
 NBDKIT_DLL_PUBLIC int zram_debug_stats;
 
@@ -56,6 +63,7 @@ static char *comp_algorithm_buf;
 static uint64_t mem_limit;
 static char *control_dir;
 static struct control *control;
+static bool mlock_all;
 
 /* Sizes as nbdkit_parse_size reads them (a number and an optional
  * suffix: b, s = 512, K M G T P E = powers of 1024, optionally followed
@@ -159,6 +167,26 @@ zram_config (const char *key, const char *value)
       return -1;
     mem_limit = n;
   }
+  else if (strcmp (key, "mlock") == 0) {
+    /* nbdkit_parse_bool's words, with an error naming the parameter. */
+    static const char *const yes[] = { "1", "true", "yes", "on", NULL };
+    static const char *const no[] = { "0", "false", "no", "off", NULL };
+    const char *const *w;
+
+    for (w = yes; *w && strcasecmp (*w, value); w++)
+      ;
+    if (*w)
+      mlock_all = true;
+    else {
+      for (w = no; *w && strcasecmp (*w, value); w++)
+        ;
+      if (*w == NULL) {
+        nbdkit_error ("mlock=%s: not a boolean (true or false)", value);
+        return -1;
+      }
+      mlock_all = false;
+    }
+  }
   else if (strcmp (key, "control") == 0) {
     free (control_dir);
     control_dir = nbdkit_absolute_path (value);
@@ -177,7 +205,8 @@ zram_config (const char *key, const char *value)
   "                         device starts uninitialised (see control=).\n" \
   "comp_algorithm=ALGO      Compressor: lzo (default), lz4 or zstd.\n" \
   "mem_limit=SIZE           Refuse writes (ENOSPC) past this much memory.\n" \
-  "control=DIR              Mount zram's sysfs files at DIR (FUSE)."
+  "control=DIR              Mount zram's sysfs files at DIR (FUSE).\n" \
+  "mlock=true               Lock nbdkit's memory (for swap on the device)."
 
 static int
 zram_config_complete (void)
@@ -224,6 +253,14 @@ zram_after_fork (void)
 {
   struct control_opts opts = { .allow_other = false };
 
+  /* Here, not in get_ready: locks are not inherited across nbdkit's fork.
+   * MCL_ONFAULT locks pages as they are first touched, so the slot table
+   * (address space for the whole disk) is not populated up front.
+   */
+  if (mlock_all && mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
+    nbdkit_error ("mlock=true: mlockall: %m (see ulimit -l, or run as root)");
+    return -1;
+  }
   if (control_dir) {
     control = control_start (zram, control_dir, &opts);
     if (control == NULL)
@@ -267,7 +304,7 @@ zram_cleanup (void)
   if (control_stop)
     control_stop (control);
   control = NULL;
-  if (zram && zram_debug_stats)
+  if (zram)
     print_stats ("unload");
 }
 

@@ -238,6 +238,11 @@ known_patterns (struct zram *z)
   CHECK_EQ (zram_read (z, back, BS, 2 * BS), 0);
   CHECK (memcmp (back, page, BS) == 0);
   CHECK_EQ (stats (z).notify_free, 0);
+  /* A partial zero of an empty block leaves it empty. */
+  st = stats (z);
+  CHECK_EQ (zram_write_zeroes (z, 100, 7 * BS + 1), 0);
+  CHECK_EQ (stats (z).same_pages, st.same_pages);
+  CHECK_EQ (stats (z).orig_data_size, st.orig_data_size);
 
   /* Trim 0-3 and zero 4-6: every whole block counts in notify_free, 6
    * was already empty.
@@ -254,7 +259,7 @@ known_patterns (struct zram *z)
   CHECK_EQ (st.orig_data_size, 0);
   CHECK_EQ (st.mem_used_total, 0);       /* every zspage emptied and freed */
   CHECK (st.mem_used_max > 0);
-  CHECK_EQ (st.discard_ios, 4);
+  CHECK_EQ (st.discard_ios, 5);
   memset (ext, 0, sizeof ext);
   CHECK_EQ (zram_extents (z, 16 * BS, 0, count_extent, ext), 0);
   CHECK_EQ (ext[1], 16 * BS);
@@ -282,7 +287,7 @@ corruption (struct zram *z)
   fill_text (page, BS, 3);
   CHECK_EQ (zram_write (z, page, BS, 0), 0);
   CHECK_EQ (zram_test_corrupt (z, 1, 0, 1), -ENOENT);
-  for (i = 0; i < 32; i++) {
+  for (i = 0; i < 256; i++) {
     CHECK_EQ (zram_write (z, page, BS, 0), 0);
     CHECK_EQ (zram_test_corrupt (z, 0, rnd (), 1 + rnd () % 255), 0);
     r = zram_read (z, back, BS, 0);
@@ -530,6 +535,100 @@ sparse (void)
   free (buf);
 }
 
+/* Extents, trims and reads across table pages (256 slots, 1 MiB) that a
+ * write has or has not reached, against a model of which blocks hold data.
+ */
+struct extent_check {
+  const bool *data;       /* per block: holds non-zero data */
+  uint64_t next;          /* where the next run must start */
+  bool last_hole, any;
+};
+
+static int
+check_extent (void *opaque, uint64_t offset, uint64_t length, bool hole)
+{
+  struct extent_check *c = opaque;
+  uint64_t b;
+
+  CHECK_EQ (offset, c->next);
+  CHECK (length > 0 && length % BS == 0);
+  if (c->any)
+    CHECK (hole != c->last_hole);       /* runs are maximal */
+  for (b = offset / BS; b < (offset + length) / BS; b++)
+    CHECK (c->data[b] == !hole);
+  c->next = offset + length;
+  c->last_hole = hole;
+  c->any = true;
+  return 0;
+}
+
+static void
+table_pages (void)
+{
+  const uint64_t blocks = 64 * 256;     /* 64 table pages */
+  struct zram *z = zram_create ();
+  bool *data = calloc (blocks, sizeof *data);
+  unsigned char page[BS];
+  struct zram_stats st;
+  unsigned i;
+
+  CHECK (z && data);
+  CHECK_EQ (zram_set_disksize (z, blocks * BS), 0);
+  CHECK_EQ (zram_get (z), 0);
+  /* Data in a few table pages only, zeroes in others. */
+  for (i = 0; i < 400; i++) {
+    uint64_t b = (rnd () % 20) * 768 + rnd () % 300;   /* pages 0,3,6.. */
+    if (b >= blocks)
+      continue;
+    if (rnd () % 4 == 0) {
+      memset (page, 0, BS);
+      data[b] = false;
+    }
+    else {
+      fill_text (page, BS, rnd ());
+      data[b] = true;
+    }
+    CHECK_EQ (zram_write (z, page, BS, b * BS), 0);
+  }
+  /* Trims that span touched and untouched pages, some unaligned. */
+  for (i = 0; i < 20; i++) {
+    uint64_t off = rnd () % (blocks * BS - 3 * 1048576);
+    uint32_t n = rnd () % (3 * 1048576);
+    uint64_t b;
+    CHECK_EQ (zram_discard (z, n, off), 0);
+    for (b = (off + BS - 1) / BS; b < (off + n) / BS; b++)
+      data[b] = false;
+  }
+  /* Extents over random ranges, and over everything. */
+  for (i = 0; i < 200; i++) {
+    uint64_t off = rnd () % (blocks * BS);
+    uint32_t n = 1 + rnd () % (blocks * BS - off);
+    struct extent_check c = { data, off / BS * BS, false, false };
+    CHECK_EQ (zram_extents (z, n, off, check_extent, &c), 0);
+    CHECK (c.next >= off + n && c.next <= (off + n + BS - 1) / BS * BS);
+  }
+  {
+    struct extent_check c = { data, 0, false, false };
+    CHECK_EQ (zram_extents (z, blocks * BS, 0, check_extent, &c), 0);
+    CHECK_EQ (c.next, blocks * BS);
+  }
+  /* Reads agree; idle marking walks only touched pages. */
+  for (i = 0; i < blocks; i += 97) {
+    CHECK_EQ (zram_read (z, page, BS, (uint64_t) i * BS), 0);
+    CHECK (data[i] ? page[0] != 0 : page[0] == 0 && page[BS - 1] == 0);
+  }
+  CHECK_EQ (zram_mark_idle_all (z), 0);
+  /* Zeroing everything counts every whole block; memory goes back. */
+  st = stats (z);
+  CHECK_EQ (zram_write_zeroes (z, blocks * BS, 0), 0);
+  CHECK_EQ (stats (z).notify_free, st.notify_free + blocks);
+  CHECK_EQ (stats (z).orig_data_size, 0);
+  CHECK_EQ (stats (z).mem_used_total, 0);
+  zram_put (z);
+  zram_destroy (z);
+  free (data);
+}
+
 /* --- Threads ---
  *
  * Writers put self-describing blocks (a seed in the first 8 bytes, the
@@ -721,6 +820,7 @@ main (void)
   no_memory ();
   life_cycle ();
   sparse ();
+  table_pages ();
   threads ();
   printf ("life cycle, sparse, threads: ok\n");
   return 0;

@@ -34,6 +34,7 @@ bad 1G mem_limit=lots -- mem_limit=lots
 bad 1G mem_limit= -- mem_limit
 bad 1G comp_algorithm=nope -- "comp_algorithm=nope: not built in; available: lzo"
 bad 1G frobnicate=1 -- frobnicate
+bad 1G mlock=maybe -- mlock=maybe
 
 # --dump-plugin lists the compressors.
 nbdkit "$PLUGIN" --dump-plugin > "$tmpdir/dump"
@@ -54,6 +55,17 @@ for alg in $(sed -n 's/^zram_comp_algorithms=//p' "$tmpdir/dump"); do
     nbdsh_py 'h.pwrite(b"x" * 5000, 3); assert h.pread(5000, 3) == b"x" * 5000'
     stop_nbdkit "$nbdkit_pid"
 done
+
+# mlock=true locks memory as it is touched, without populating the slot
+# table of a 64 GiB disk (16 MiB of it).
+start_zram 64G mlock=true
+nbdsh_py 'h.pwrite(b"x" * (1 << 20), 5 << 30)'
+lck=$(awk '/^VmLck:/ {print $2}' /proc/$nbdkit_pid/status)
+rss=$(awk '/^VmRSS:/ {print $2}' /proc/$nbdkit_pid/status)
+echo "mlock=true: VmLck $lck KiB, VmRSS $rss KiB"
+[ "$lck" -gt $((16 * 1024)) ] || fail "mlock=true locked only $lck KiB"
+[ "$rss" -lt $((12 * 1024)) ] || fail "mlock=true: VmRSS $rss KiB"
+stop_nbdkit "$nbdkit_pid"
 
 # No size: uninitialised, connections refused with the reason.
 start_zram_logged comp_algorithm=lzo

@@ -1,8 +1,9 @@
 /* uzram: unit test of libzsmalloc.
  *
  * Edge sizes, objects spanning pages in the three map modes, handles and
- * contents through zs_compact, a page source that runs dry, memory going
- * back to the system after a mass free, and the per-class statistics.
+ * contents through zs_compact, a mapped object pinned through it, a page
+ * source that runs dry, memory going back to the system after a mass free,
+ * and the per-class statistics.
  */
 #include <config.h>
 
@@ -190,8 +191,10 @@ check_stats (struct zs_pool *pool, unsigned long live, int compacted)
       FAIL ("classes not ascending at %zu", i);
     if (st[i].obj_used > st[i].obj_allocated)
       FAIL ("class %u: obj_used > obj_allocated", st[i].size);
-    if (st[i].pages_used != st[i].zspages * st[i].pages_per_zspage)
-      FAIL ("class %u: pages_used", st[i].size);
+    if (st[i].pages_used > st[i].zspages * st[i].pages_per_zspage
+        || st[i].pages_used < st[i].zspages)
+      FAIL ("class %u: %lu pages for %lu zspages", st[i].size,
+            st[i].pages_used, st[i].zspages);
     if ((unsigned long) st[i].objs_per_zspage * st[i].size
         > (unsigned long) st[i].pages_per_zspage * PAGE)
       FAIL ("class %u: objects do not fit the zspage", st[i].size);
@@ -287,6 +290,129 @@ test_compact (void)
   free (size);
 }
 
+/* A mapped object stays where it is through zs_compact (here run by the
+ * mapping thread itself, which the locking allows), and moves once
+ * unmapped.  512-byte objects never span, so the mapping is in place.
+ */
+static void
+test_pinned (void)
+{
+  enum { N = 4000, SIZE = 512 };
+  struct zs_pool *pool = zs_create_pool ("pinned", NULL);
+  unsigned long h[N];
+  const unsigned char *p, *q;
+  int i, pinned = 0;
+
+  for (i = 0; i < N; i++) {
+    h[i] = zs_malloc (pool, SIZE);
+    assert (h[i]);
+    fill (pool, h[i], SIZE, i);
+  }
+  /* Keep every 16th object: zspages of 8 slots end up half empty or
+   * empty, and the survivor pinned (the first) sits in a sparse one.
+   */
+  for (i = 0; i < N; i++)
+    if (i % 16 != 0 && i % 16 != 9) {
+      zs_free (pool, h[i]);
+      h[i] = 0;
+    }
+  p = zs_map_object (pool, h[pinned], ZS_MM_RO);
+  if (zs_compact (pool) == 0)
+    FAIL ("nothing compacted around the pinned zspage");
+  for (i = 0; i < SIZE; i++)
+    if (p[i] != pattern_byte (pinned, i))
+      FAIL ("the mapped object changed under compaction");
+  zs_unmap_object (pool, h[pinned]);
+  q = zs_map_object (pool, h[pinned], ZS_MM_RO);
+  zs_unmap_object (pool, h[pinned]);
+  if (q != p)
+    FAIL ("the mapped object moved");
+  zs_compact (pool);
+  for (i = 0; i < N; i++)
+    if (h[i] && !check (pool, h[i], SIZE, i))
+      FAIL ("object %d damaged", i);
+  for (i = 0; i < N; i++)
+    zs_free (pool, h[i]);
+  zs_destroy_pool (pool);
+}
+
+/* Packing a zspage moves its objects down into free low slots; a mapped
+ * one stays put.  One zspage of a multi-page class with only its first
+ * and last slots in use: compaction may not move the last while it is
+ * mapped, and packs it down (freeing the tail pages) once it is not.
+ */
+static void
+test_pinned_pack (void)
+{
+  struct zs_class_stat st[600];
+  struct zs_pool *pool = NULL;
+  unsigned long h[1024];
+  unsigned size, csize = 0, objs = 0, ppz = 0, i;
+  const unsigned char *p, *q;
+  unsigned long before;
+
+  for (size = 700; size < 3600; size += 16) {
+    size_t n, k;
+
+    pool = zs_create_pool ("pack", NULL);
+    h[0] = zs_malloc (pool, size);
+    n = zs_pool_class_stats (pool, st, 600);
+    for (k = 0; k < n; k++)
+      if (st[k].obj_used == 1) {
+        csize = st[k].size;
+        objs = st[k].objs_per_zspage;
+        ppz = st[k].pages_per_zspage;
+      }
+    zs_free (pool, h[0]);
+    /* Want: several pages, and a last slot inside one page. */
+    if (ppz >= 3 && (objs - 1) * csize / PAGE == (objs * csize - 1) / PAGE)
+      break;
+    zs_destroy_pool (pool);
+    pool = NULL;
+  }
+  if (!pool)
+    FAIL ("no class fit for the packing test");
+  for (i = 0; i < objs; i++) {
+    h[i] = zs_malloc (pool, size);
+    fill (pool, h[i], size, 500 + i);
+  }
+  for (i = 1; i + 1 < objs; i++)
+    zs_free (pool, h[i]);
+  before = zs_get_total_pages (pool);
+  if (before != ppz)
+    FAIL ("%lu pages for one zspage of %u", before, ppz);
+
+  p = zs_map_object (pool, h[objs - 1], ZS_MM_RO);
+  zs_compact (pool);
+  zs_unmap_object (pool, h[objs - 1]);
+  q = zs_map_object (pool, h[objs - 1], ZS_MM_RO);
+  zs_unmap_object (pool, h[objs - 1]);
+  if (p != q)
+    FAIL ("a mapped object was packed away");
+  if (zs_get_total_pages (pool) != before)
+    FAIL ("pages freed under a mapped object");
+
+  if (zs_compact (pool) != ppz - 1 || zs_get_total_pages (pool) != 1)
+    FAIL ("packing left %lu pages, not 1", zs_get_total_pages (pool));
+  if (!check (pool, h[0], size, 500) || !check (pool, h[objs - 1], size,
+                                                 500 + objs - 1))
+    FAIL ("objects damaged by packing");
+  printf ("packing: class %u (%u slots in %u pages) packed to 1 page\n",
+          csize, objs, ppz);
+  /* The freed slots refill the page held, then take new pages. */
+  for (i = 1; i + 1 < objs; i++) {
+    h[i] = zs_malloc (pool, size);
+    fill (pool, h[i], size, 900 + i);
+  }
+  for (i = 1; i + 1 < objs; i++)
+    if (!check (pool, h[i], size, 900 + i))
+      FAIL ("refilled object %u damaged", i);
+  check_stats (pool, objs, 0);
+  for (i = 0; i < objs; i++)
+    zs_free (pool, h[i]);
+  zs_destroy_pool (pool);
+}
+
 /* A page source that gives out limit pages and then fails. */
 struct limited {
   unsigned long limit, out, given;
@@ -358,6 +484,11 @@ test_page_source_failure (void)
     zs_free (pool, h[i]);
   if (l.out != 0)
     FAIL ("%lu pages not given back", l.out);
+  /* With pages back, allocation works again. */
+  h[0] = zs_malloc (pool, 4000);
+  if (!h[0])
+    FAIL ("zs_malloc after the page source recovered: %m");
+  zs_free (pool, h[0]);
   zs_destroy_pool (pool);
   free (h);
   free (size);
@@ -436,6 +567,8 @@ main (void)
   test_edge_sizes ();
   test_spanning ();
   test_compact ();
+  test_pinned ();
+  test_pinned_pack ();
   test_page_source_failure ();
   test_rss ();
   printf ("PASS\n");
