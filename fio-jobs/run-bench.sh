@@ -33,7 +33,8 @@
 # Writes DIR/bench-MODE-DATE-HOST.{md,png,tsv} (report, chart, raw
 # figures) and copies them to DIR/latest-MODE.{md,png,tsv}; prints the
 # report.  Needs root for the kernel's zram (skipped otherwise).  Full mode
-# takes about 40 minutes on 2 cores and up to ~5 GiB of RAM at a time.
+# takes about 35 minutes on 2 cores and up to ~5 GiB of RAM at a time (4 GiB
+# in nbdkit memory sparse; the kernel's table for an empty 1 TiB zram).
 # Every nbdkit it starts is stopped by pid, and the kernel's zram is reset,
 # also when interrupted.
 set -euo pipefail
@@ -131,6 +132,9 @@ bytes () { numfmt --from=iec "$1"; }
 
 # --- contenders -----------------------------------------------------------
 want () { case ",$contenders," in *",$1,"*) return 0;; esac; return 1; }
+for c in ${contenders//,/ }; do
+    case $c in uzram|null|sparse|zstd|kzram) ;; *) die "unknown contender '$c'";; esac
+done
 
 if want uzram && [ ! -f "$PLUGIN" ]; then
     log "uzram skipped: $PLUGIN is not built (make, or set PLUGIN=)"
