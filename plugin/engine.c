@@ -1075,7 +1075,10 @@ zram_reset (struct zram *zram)
   int r = 0;
 
   pthread_rwlock_wrlock (&zram->init_lock);
-  if (__atomic_load_n (&zram->clients, __ATOMIC_RELAXED) > 0)
+  /* Acquire, pairing with zram_put's release: every access a client made
+   * before it let go happens before the teardown frees what it touched.
+   */
+  if (__atomic_load_n (&zram->clients, __ATOMIC_ACQUIRE) > 0)
     r = -EBUSY;
   else {
     teardown (zram);

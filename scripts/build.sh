@@ -1,10 +1,12 @@
 #!/bin/bash
 # Installs what uzram needs (scripts/install-deps.sh), then builds it in
-# BUILDDIR (default: the source tree) with the given configure options.
+# BUILDDIR (default: build/ in the source tree) with the given configure
+# options.  The source tree itself is never configured, so that any number
+# of build folders (plain, ASan, TSan, fuzz) can stand side by side.
 #   scripts/build.sh [BUILDDIR [configure options...]]
 set -e
 src=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$src}; shift || true
+build=${1:-$src/build}; shift || true
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 "$src/scripts/install-deps.sh"
 cd "$src"

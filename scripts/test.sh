@@ -1,7 +1,8 @@
 #!/bin/bash
 # README's test command: installs what is missing, builds, and runs the whole
 # suite: the plain build's `make check`, then the sanitizer builds (ASan with
-# UBSan, and TSan) of the tests that exercise concurrency and memory safety.
+# UBSan, and TSan) of the tests in tests/sanitize.list, then each libFuzzer
+# target for FUZZ_SECONDS (45).  SOAK_SECONDS (120) bounds the soak test.
 # Ends with one line: "N passed, N failed, N skipped".
 set -u
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,12 +38,20 @@ stage ()   # stage NAME BUILDDIR "TESTS list or empty" configure options...
     count "$dir"
 }
 
-stage "plain build" "$src"  ""
+stage "plain build" "$src/build" ""
 # Sanitizer builds run the tests named in tests/sanitize.list.
 san_tests=$(grep -v '^#' tests/sanitize.list 2>/dev/null | tr '\n' ' ')
 if [ -n "${san_tests// /}" ]; then
-    stage "ASan+UBSan" "$src/build-asan" "$san_tests" --enable-sanitizers=address,undefined CC=clang
-    stage "TSan" "$src/build-tsan" "$san_tests" --enable-sanitizers=thread CC=clang
+    stage "ASan+UBSan" "$src/build-asan" "$san_tests" --enable-sanitizers=address,undefined
+    stage "TSan" "$src/build-tsan" "$san_tests" --enable-sanitizers=thread
+fi
+
+# libFuzzer, bounded: FUZZ_SECONDS per target (each target counts as a test).
+echo "=== libFuzzer"
+if scripts/fuzz.sh "${FUZZ_SECONDS:-45}"; then
+    pass=$((pass + 2))
+else
+    failed=$((failed + 1)); stages_failed+=("libFuzzer")
 fi
 
 [ ${#stages_failed[@]} -gt 0 ] && echo "failed stages: ${stages_failed[*]}"

@@ -21,6 +21,30 @@ export LC_ALL=C
 : "${top_builddir:=$top_srcdir}"
 : "${PLUGIN:=$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}"
 
+# In a sanitizer build (tests/Makefile.am exports SANITIZERS) the plugin
+# needs the sanitizer's runtime in nbdkit, which is not built with it:
+# nbdkit_preload is that LD_PRELOAD; a wrapper on PATH applies it (below).
+# gcc's runtimes preload into an uninstrumented program; clang 14's TSan
+# runtime crashes when preloaded, so scripts/test.sh builds with gcc.
+nbdkit_preload=
+case "${SANITIZERS:-}" in
+*address*) lib=asan ;;
+*thread*)  lib=tsan ;;
+*)         lib= ;;
+esac
+if [ -n "$lib" ]; then
+    case "$("${CC:-gcc}" --version 2>/dev/null)" in
+    *clang*) nbdkit_preload=$("${CC:-gcc}" -print-file-name=libclang_rt.$lib-x86_64.so) ;;
+    *)       nbdkit_preload=$(readlink -f "$("${CC:-gcc}" -print-file-name=lib$lib.so)") ;;
+    esac
+    [ -f "$nbdkit_preload" ] || fail "no $lib runtime to preload into nbdkit for this sanitizer build"
+fi
+# A sanitizer's report fails the test: nbdkit exits non-zero, and the
+# report is on stderr, which automake keeps in the test's .log.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+
 _cleanups=()
 cleanup_fn () { _cleanups+=("$*"); }
 _run_cleanups ()
@@ -50,6 +74,17 @@ skip_test () { echo "SKIP: $0: $*"; exit 77; }
 
 tmpdir=$(mktemp -d /tmp/uzram-test.XXXXXX)
 cleanup_fn 'rm -rf "$tmpdir"'
+
+# Every nbdkit a test starts, however (timeout, uzram, --run), gets the
+# sanitizer's runtime: a wrapper first on PATH.
+if [ -n "$nbdkit_preload" ]; then
+    mkdir "$tmpdir/bin"
+    # (Only nbdkit: TSan's runtime preloaded into the shell crashes it.)
+    printf '#!/bin/sh\nLD_PRELOAD=%s\nexport LD_PRELOAD\nexec /usr/bin/nbdkit "$@"\n' \
+        "$nbdkit_preload" > "$tmpdir/bin/nbdkit"
+    chmod +x "$tmpdir/bin/nbdkit"
+    PATH=$tmpdir/bin:$PATH
+fi
 
 stop_nbdkit ()
 {
@@ -94,4 +129,42 @@ start_zram ()
     done
     [ -S "$sock" ] || fail "nbdkit did not come up in 20 s: $*"
     uri="nbd+unix:///?socket=$sock"
+}
+
+# --- memory cgroups (v1 or v2) for swap workloads ---
+# cg_create LIMIT_BYTES: makes a memory cgroup with that limit, removed at
+# exit; sets $cg.  cg_run CMD...: runs CMD alone in it (the shell that
+# execs CMD joins the cgroup; nbdkit and the test stay outside).
+cg=
+cg_create ()
+{
+    local limit=$1 v2
+    if [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then
+        cg=/sys/fs/cgroup/memory/uzram-test-$$
+        mkdir "$cg" || fail "cannot create the memory cgroup $cg"
+        cleanup_fn 'cg_remove'
+        echo "$limit" > "$cg/memory.limit_in_bytes"
+        echo 100 > "$cg/memory.swappiness" 2>/dev/null || :
+        return 0
+    fi
+    v2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+    if [ -n "$v2" ] && grep -qw memory "$v2/cgroup.controllers" 2>/dev/null; then
+        echo +memory > "$v2/cgroup.subtree_control" 2>/dev/null || :
+        cg=$v2/uzram-test-$$
+        mkdir "$cg" || fail "cannot create the memory cgroup $cg"
+        cleanup_fn 'cg_remove'
+        echo "$limit" > "$cg/memory.max"
+        echo max > "$cg/memory.swap.max" 2>/dev/null || :
+        return 0
+    fi
+    skip_test "this kernel has no memory cgroup controller (v1 or v2)"
+}
+cg_run () { sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"; }
+cg_remove ()
+{
+    [ -n "$cg" ] && [ -d "$cg" ] || return 0
+    local p
+    for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+    timeout 10 sh -c 'while ! rmdir "$0" 2>/dev/null; do sleep 0.2; done' "$cg" ||
+        echo "$0: could not remove cgroup $cg" >&2
 }

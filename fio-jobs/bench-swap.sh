@@ -1,0 +1,84 @@
+#!/bin/bash
+# The swap benchmark (issue 8): the same swapping workload through uzram
+# attached each local way (--via disk, --via nbdfuse) and through the
+# kernel's zram with lzo, alternating, REPS times each.  Reports the
+# median wall time and peak memory (the device's mem_used_max, and for
+# uzram also nbdkit's peak RSS, VmHWM), with ratios to the kernel's zram.
+#
+#   fio-jobs/bench-swap.sh [SIZE_MIB [LIMIT_MIB [REPS]]]   (1024 256 3)
+#
+# The workload (tests/swap-workload) fills SIZE_MIB of memory inside a
+# memory cgroup limited to LIMIT_MIB, touches it twice in scattered order
+# and checks every byte.  Needs root.  The kernel's zram is reset after
+# use, also when interrupted.
+set -euo pipefail
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/.." && pwd)
+: "${top_builddir:=$src/build}"
+export top_srcdir=$src top_builddir
+export PLUGIN=${PLUGIN:-$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}
+size=${1:-1024} limit=${2:-256} reps=${3:-3}
+workload=$top_builddir/tests/swap-workload
+[ -x "$workload" ] || make -C "$top_builddir/tests" swap-workload >/dev/null
+source "$src/tests/functions.sh"    # cleanup_fn, cg_create, cg_run, tmpdir
+set +e
+export UZRAM_RUN=$tmpdir/run UZRAM_PLUGIN=$PLUGIN
+uzram=$src/scripts/uzram
+kz=/sys/block/zram0
+cleanup_fn "swapoff /dev/zram0 2>/dev/null; [ -e $kz/reset ] && echo 1 > $kz/reset"
+cg_create $((limit << 20))
+
+# run_one VIA: prints "seconds mem_used_max_bytes nbdkit_hwm_kib"
+run_one ()
+{
+    local via=$1 dev name=bench-$1-$$ t0 t1 mm hwm=0 pid
+    if [ "$via" = kzram ]; then
+        [ "$(cat $kz/disksize)" = 0 ] || { echo "kernel zram0 is in use" >&2; return 1; }
+        echo lzo > $kz/comp_algorithm
+        echo 2G > $kz/disksize
+        mkswap /dev/zram0 >/dev/null && timeout 60 swapon --discard /dev/zram0 || return 1
+        dev=/dev/zram0
+    else
+        dev=$(timeout 120 "$uzram" up --size 2G --swap --via "$via" --name "$name") || return 1
+        pid=$(cat "$UZRAM_RUN/$name/nbdkit.pid")
+    fi
+    t0=$(date +%s.%N)
+    cg_run timeout 900 "$workload" "$size" 2 > "$tmpdir/w.out" 2>&1 || { cat "$tmpdir/w.out" >&2; return 1; }
+    t1=$(date +%s.%N)
+    if [ "$via" = kzram ]; then
+        mm=$(awk '{ print $5 }' $kz/mm_stat)
+        timeout 300 swapoff /dev/zram0; echo 1 > $kz/reset
+    else
+        mm=$(awk '{ print $5 }' "$UZRAM_RUN/$name/control/mm_stat")
+        hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")
+        timeout 300 "$uzram" down "$name" >/dev/null
+    fi
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') $mm $hwm"
+}
+
+declare -A res
+for r in $(seq "$reps"); do
+    for via in kzram disk nbdfuse; do
+        out=$(run_one $via) || { echo "bench-swap: $via failed" >&2; exit 1; }
+        echo "rep $r $via: $out" >&2
+        res[$via]+="$out"$'\n'
+    done
+done
+
+med () { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+echo "Swap workload: ${size} MiB working set in a ${limit} MiB memory cgroup, 2 passes plus a full check; $reps reps, medians."
+echo "$(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -r), $(nproc) CPUs."
+echo
+echo "| path | wall s | ratio | device mem_used_max MiB | ratio | nbdkit peak RSS MiB |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+kt=$(echo -n "${res[kzram]}" | awk '{ print $1 }' | med)
+km=$(echo -n "${res[kzram]}" | awk '{ print $2 }' | med)
+for via in kzram disk nbdfuse; do
+    t=$(echo -n "${res[$via]}" | awk '{ print $1 }' | med)
+    m=$(echo -n "${res[$via]}" | awk '{ print $2 }' | med)
+    h=$(echo -n "${res[$via]}" | awk '{ print $3 }' | med)
+    name=$via; [ $via = kzram ] && name="kernel zram (lzo)"; [ $via = disk ] && name="uzram --via disk"; [ $via = nbdfuse ] && name="uzram --via nbdfuse"
+    awk -v n="$name" -v t="$t" -v kt="$kt" -v m="$m" -v km="$km" -v h="$h" -v k="$via" 'BEGIN {
+        printf "| %s | %.2f | %.2fx | %.1f | %.2fx | %s |\n", n, t, t / kt, m / 1048576, m / km, (k == "kzram" ? "-" : sprintf("%.1f", h / 1024)) }'
+done

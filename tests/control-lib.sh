@@ -1,0 +1,189 @@
+# Shared by the control filesystem's tests: source "$top_srcdir/tests/functions.sh"
+# first, then this.
+#
+# - start_ctl [nbdkit opts --] ARGS...
+#                        start_zram with control=$ctl (a fresh directory in
+#                        $tmpdir) and waits for the mount.  Sets $ctl.
+# - wait_mounted DIR / wait_unmounted DIR
+#                        poll /proc/mounts for at most 20 s; fail otherwise.
+# - is_mounted DIR       true while DIR is a mount point.
+# - attr_write FILE VAL  write(2) VAL (bytes as given) to FILE, as `echo >`
+#                        does; prints OK or the errno's text ("Invalid
+#                        argument", "Device or resource busy"...), or
+#                        TIMEOUT.  Bounded to 10 s.
+# - expect_ok FILE VAL, expect_err ERRTEXT FILE VAL
+# - expect_bytes FILE EXPECTED
+#                        FILE's bytes must be exactly EXPECTED.
+# - field FILE N         the Nth whitespace-separated field of FILE.
+# - attach_loop FILE     losetup --direct-io=on, detached at exit; sets $loop.
+# - detach_loop LOOP FILE  losetup -d LOOP if it is still over FILE.
+# - hold_client NAME     an NBD client (nbdsh) that connects, writes block 0
+#                        and stays connected; release_client NAME ends it.
+need_tool nbdkit nbdsh losetup timeout
+
+# The comp_algorithm file's bytes with the algorithms of this build and
+# $1 in brackets: "lzo [lz4] zstd \n".
+algorithms=$(nbdkit "$PLUGIN" --dump-plugin | sed -n 's/^zram_comp_algorithms=//p')
+[ -n "$algorithms" ] || fail "nbdkit --dump-plugin gave no zram_comp_algorithms"
+has_algorithm () { case " $algorithms " in *" $1 "*) return 0 ;; esac; return 1; }
+comp_algorithm_text ()
+{
+    local a out=
+    for a in $algorithms; do
+        if [ "$a" = "$1" ]; then out+="[$a] "; else out+="$a "; fi
+    done
+    printf '%s\n' "$out"
+}
+
+is_mounted ()
+{
+    awk -v d="$1" '$2 == d { found = 1 } END { exit !found }' /proc/mounts
+}
+wait_mounted ()
+{
+    local i
+    for (( i=0; i<200; i++ )); do
+        is_mounted "$1" && return 0
+        sleep 0.1
+    done
+    fail "$1 was not mounted within 20 s"
+}
+wait_unmounted ()
+{
+    local i
+    for (( i=0; i<200; i++ )); do
+        is_mounted "$1" || return 0
+        sleep 0.1
+    done
+    fail "$1 was still mounted 20 s later"
+}
+
+# Unmounts whatever a failed test left at DIR (a loop device over its disk
+# first), without waiting on a server that may be gone.
+ctl_cleanup ()
+{
+    local d=$1 l
+    for l in $(losetup -j "$d/disk" -O NAME -n 2>/dev/null); do
+        swapoff "$l" 2>/dev/null
+        umount -l "$l" 2>/dev/null
+        losetup -d "$l" 2>/dev/null
+    done
+    if is_mounted "$d"; then
+        echo "$0: $d still mounted at exit, unmounting" >&2
+        umount -l "$d" 2>/dev/null || fusermount3 -u -z "$d" 2>/dev/null
+    fi
+    return 0
+}
+
+_nctl=0
+start_ctl ()
+{
+    _nctl=$((_nctl+1))
+    ctl=$tmpdir/ctl$_nctl
+    mkdir "$ctl"
+    # Registered before start_zram's stop_nbdkit, so it runs after it.
+    cleanup_fn "ctl_cleanup $ctl"
+    if printf '%s\n' "$@" | grep -qx -- '--'; then
+        start_zram "$@" control="$ctl"
+    else
+        start_zram -- "$@" control="$ctl"
+    fi
+    wait_mounted "$ctl"
+}
+
+attr_write ()
+{
+    # One write(2) of exactly these bytes: bash's printf would split at
+    # newlines, and each write is a separate store.
+    local r rc=0
+    r=$(timeout 10 python3 -c '
+import os, sys
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+    n = os.write(fd, sys.argv[2].encode())
+    os.close(fd)
+    print("OK" if n == len(sys.argv[2].encode()) else "short write %d" % n)
+except OSError as e:
+    print(e.strerror)
+' "$1" "$2") || rc=$?
+    if [ $rc -eq 124 ]; then echo TIMEOUT; else echo "$r"; fi
+}
+expect_ok ()
+{
+    local r
+    r=$(attr_write "$1" "$2")
+    [ "$r" = OK ] || fail "writing $(printf %q "$2") to ${1##*/}: $r, expected success"
+}
+expect_err ()
+{
+    local r
+    r=$(attr_write "$2" "$3")
+    [ "$r" = "$1" ] ||
+        fail "writing $(printf %q "$3") to ${2##*/}: '$r', expected '$1'"
+}
+expect_bytes ()
+{
+    local got
+    got=$(timeout 10 cat "$1"; echo x) || fail "reading ${1##*/} failed"
+    got=${got%x}
+    [ "$got" = "$2" ] ||
+        fail "${1##*/} is $(printf %q "$got"), expected $(printf %q "$2")"
+}
+field ()
+{
+    local v
+    v=$(timeout 10 cat "$1") || fail "reading ${1##*/} failed"
+    set -- $v "$2"
+    local n=${!#}
+    echo "${!n}"
+}
+
+attach_loop ()
+{
+    loop=$(timeout 20 losetup --direct-io=on -f --show "$1") ||
+        fail "losetup --direct-io=on $1 failed"
+    cleanup_fn "detach_loop $loop $1"
+    [ "$(cat /sys/block/${loop#/dev/}/loop/dio)" = 1 ] ||
+        fail "$loop over $1 did not get direct I/O"
+}
+
+# Detaches LOOP if it is still over FILE (not if another test has taken
+# the device since).
+detach_loop ()
+{
+    local back
+    back=$(losetup -n -O BACK-FILE "$1" 2>/dev/null) || return 0
+    [ "$back" = "$2" ] || [ "$back" = "$2 (deleted)" ] || return 0
+    swapoff "$1" 2>/dev/null || :
+    timeout 20 losetup -d "$1"
+}
+
+hold_client ()
+{
+    local name=$1 i
+    rm -f "$tmpdir/$name.up" "$tmpdir/$name.go"
+    timeout 120 nbdsh -u "$uri" -c "
+import os, time
+h.pwrite(b'c' * 4096, 0)
+open('$tmpdir/$name.up', 'w').close()
+deadline = time.time() + 100
+while not os.path.exists('$tmpdir/$name.go') and time.time() < deadline:
+    time.sleep(0.05)
+" &
+    eval "${name}_pid=\$!"
+    cleanup_fn "touch $tmpdir/$name.go; kill \$${name}_pid 2>/dev/null; wait \$${name}_pid 2>/dev/null"
+    for (( i=0; i<200; i++ )); do
+        [ -e "$tmpdir/$name.up" ] && return 0
+        kill -0 "$(eval echo \$${name}_pid)" 2>/dev/null ||
+            fail "NBD client $name could not connect"
+        sleep 0.1
+    done
+    fail "NBD client $name did not connect within 20 s"
+}
+release_client ()
+{
+    local name=$1 pid
+    pid=$(eval echo \$${name}_pid)
+    touch "$tmpdir/$name.go"
+    wait "$pid" || fail "NBD client $name failed"
+}

@@ -1,0 +1,289 @@
+/* uzram: unit test of the sysfs attribute table (plugin/attrs.c) against
+ * the real engine, without FUSE or nbdkit.
+ *
+ * Every attribute's show gives zram's exact bytes; every store takes what
+ * zram takes (with and without echo's newline) and refuses the rest with
+ * EINVAL or EBUSY, changing nothing; show is snprintf-style when the buffer
+ * is short.  Then threads write while others show every file, compact and
+ * change mem_limit through the table (for the sanitizers).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "attrs.h"
+#include "engine.h"
+
+#define BS ZRAM_BLOCK_SIZE
+
+#define CHECK(cond) do {                                                \
+    if (!(cond)) {                                                      \
+      fprintf (stderr, "FAIL: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+      exit (1);                                                         \
+    }                                                                   \
+  } while (0)
+
+static struct zram *zram;
+
+static const struct zram_attr *
+attr (const char *name)
+{
+  const struct zram_attr *a = zram_attr_find (name);
+
+  if (!a) {
+    fprintf (stderr, "FAIL: no attribute %s\n", name);
+    exit (1);
+  }
+  return a;
+}
+
+/* The attribute's whole text, in a static buffer. */
+static const char *
+show (const char *name)
+{
+  static char buf[65536];
+  ssize_t n = attr (name)->show (zram, buf, sizeof buf);
+
+  CHECK (n >= 0 && (size_t) n < sizeof buf);
+  return buf;
+}
+
+static void
+expect_show (const char *name, const char *want)
+{
+  const char *got = show (name);
+
+  if (strcmp (got, want) != 0) {
+    fprintf (stderr, "FAIL: %s is \"%s\", expected \"%s\"\n", name, got, want);
+    exit (1);
+  }
+}
+
+static ssize_t
+store (const char *name, const char *value)
+{
+  return attr (name)->store (zram, value, strlen (value));
+}
+
+static void
+expect_store (const char *name, const char *value, int want)
+{
+  ssize_t r = store (name, value);
+  ssize_t w = want ? -want : (ssize_t) strlen (value);
+
+  if (r != w) {
+    fprintf (stderr, "FAIL: store \"%s\" to %s gave %zd, expected %zd\n",
+             value, name, r, w);
+    exit (1);
+  }
+}
+
+static uint64_t
+mm_field (int n)
+{
+  unsigned long long f[9];
+
+  CHECK (sscanf (show ("mm_stat"), "%llu %llu %llu %llu %llu %llu %llu %llu %llu",
+                 &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7],
+                 &f[8]) == 9);
+  return f[n - 1];
+}
+
+static void
+test_parse_size (void)
+{
+  static const struct { const char *s; int ok; uint64_t v; } cases[] = {
+    { "0", 1, 0 }, { "4096", 1, 4096 }, { "1k", 1, 1024 }, { "1K\n", 1, 1024 },
+    { "3M", 1, 3 << 20 }, { "2G", 1, 2ull << 30 }, { "1T", 1, 1ull << 40 },
+    { "1p", 1, 1ull << 50 }, { "15E", 1, 15ull << 60 },
+    { "18446744073709551615", 1, UINT64_MAX },
+    { "18446744073709551616", 0, 0 }, { "16E", 0, 0 }, { "", 0, 0 },
+    { "\n", 0, 0 }, { "-1", 0, 0 }, { "+1", 0, 0 }, { "1x", 0, 0 },
+    { "1MB", 0, 0 }, { " 1", 0, 0 }, { "1 ", 0, 0 }, { "1\n\n", 0, 0 },
+    { "0x10", 0, 0 }, { "K", 0, 0 },
+  };
+  size_t i;
+  uint64_t v;
+
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int r = zram_parse_size (cases[i].s, strlen (cases[i].s), &v);
+    if ((r == 0) != cases[i].ok || (r == 0 && v != cases[i].v)) {
+      fprintf (stderr, "FAIL: zram_parse_size \"%s\": %d\n", cases[i].s, r);
+      exit (1);
+    }
+  }
+}
+
+static void
+test_formats_and_rules (void)
+{
+  const char *const *algs = zram_comp_algorithms ();
+  const char *z8 = "       0";
+  char want[512], buf[8];
+  size_t at = 0, i;
+  ssize_t n;
+
+  expect_show ("disksize", "0\n");
+  expect_show ("initstate", "0\n");
+  expect_show ("size", "0\n");
+  snprintf (want, sizeof want, "%s %s %s %s %s %s %s %s %s\n",
+            z8, z8, z8, z8, z8, z8, z8, z8, z8);
+  expect_show ("mm_stat", want);
+  snprintf (want, sizeof want, "%s %s 0 %s\n", z8, z8, z8);
+  expect_show ("io_stat", want);
+  snprintf (want, sizeof want, "version: 1\n0 %s\n", z8);
+  expect_show ("debug_stat", want);
+  for (i = 0; algs[i]; i++)
+    at += snprintf (want + at, sizeof want - at,
+                    i == 0 ? "[%s] " : "%s ", algs[i]);
+  snprintf (want + at, sizeof want - at, "\n");
+  expect_show ("comp_algorithm", want);
+
+  /* snprintf-style: a short buffer gets a truncated, terminated text and
+   * the length needed.
+   */
+  n = attr ("mm_stat")->show (zram, buf, sizeof buf);
+  CHECK (n == 9 * 9 && strlen (buf) == sizeof buf - 1);
+  n = attr ("comp_algorithm")->show (zram, buf, sizeof buf);
+  CHECK (n == (ssize_t) strlen (want) && strlen (buf) == sizeof buf - 1);
+
+  /* Before init. */
+  expect_store ("disksize", "x", EINVAL);
+  expect_store ("disksize", "0", EINVAL);
+  expect_store ("disksize", "18446744073709551615", EINVAL);  /* rounds over */
+  expect_store ("comp_algorithm", "nosuch", EINVAL);
+  expect_store ("comp_algorithm", "lzo\n\n", EINVAL);
+  expect_store ("mem_used_max", "1", EINVAL);
+  expect_store ("mem_used_max", "0\n", 0);
+  expect_store ("reset", "0", EINVAL);
+  expect_store ("reset", "65536", EINVAL);
+  expect_store ("reset", "1\n", 0);
+  expect_store ("idle", "all", EINVAL);
+  expect_store ("idle", "some", EINVAL);
+  expect_store ("compact", "1", EINVAL);
+  expect_store ("mem_limit", "-5", EINVAL);
+  expect_store ("mem_limit", "1000", 0);
+  CHECK (mm_field (4) == 4096);
+  expect_store ("mem_limit", "0\n", 0);
+  CHECK (mm_field (4) == 0);
+  expect_show ("initstate", "0\n");
+
+  /* Init, then the rules of an initialised device. */
+  expect_store ("comp_algorithm", algs[0], 0);
+  expect_store ("disksize", "1M\n", 0);
+  expect_show ("disksize", "1048576\n");
+  expect_show ("initstate", "1\n");
+  expect_show ("size", "2048\n");
+  expect_store ("disksize", "2M", EBUSY);
+  expect_store ("disksize", "junk", EINVAL);
+  expect_store ("comp_algorithm", algs[0], EBUSY);
+  expect_store ("comp_algorithm", "nosuch", EINVAL);
+  expect_store ("idle", "all\n", 0);
+  expect_store ("compact", "anything", 0);
+
+  /* A client holds it: reset is EBUSY (after its grace), then works. */
+  CHECK (zram_get (zram) == 0);
+  expect_store ("reset", "1", EBUSY);
+  zram_put (zram);
+  expect_store ("reset", "1", 0);
+  expect_show ("disksize", "0\n");
+}
+
+/* --- threads: I/O against the table's show and store --- */
+
+static atomic_bool stop;
+
+static void *
+writer (void *arg)
+{
+  unsigned seed = (uintptr_t) arg;
+  char *buf = malloc (BS * 4);
+  unsigned i;
+
+  CHECK (buf);
+  while (!stop) {
+    uint64_t blk = rand_r (&seed) % 1000;
+    for (i = 0; i < BS * 4; i++)
+      buf[i] = (i % 64) < seed % 32 ? (char) rand_r (&seed) : 'z';
+    CHECK (zram_write (zram, buf, BS * 4, blk * BS) == 0);
+    if (blk % 7 == 0)
+      zram_discard (zram, BS * 2, blk * BS);
+  }
+  free (buf);
+  return NULL;
+}
+
+static void *
+shower (void *arg)
+{
+  char *buf = malloc (65536);
+  size_t i;
+
+  (void) arg;
+  CHECK (buf);
+  while (!stop)
+    for (i = 0; i < zram_nr_attrs; i++)
+      if (zram_attrs[i].show)
+        CHECK (zram_attrs[i].show (zram, buf, 65536) > 0);
+  free (buf);
+  return NULL;
+}
+
+static void *
+storer (void *arg)
+{
+  (void) arg;
+  while (!stop) {
+    CHECK (store ("compact", "1") == 1);
+    CHECK (store ("mem_limit", "64M") == 3);
+    CHECK (store ("mem_used_max", "0") == 1);
+    CHECK (store ("idle", "all") == 3);
+    CHECK (store ("disksize", "1M") == -EBUSY);
+    CHECK (store ("mem_limit", "0") == 1);
+  }
+  return NULL;
+}
+
+static void
+test_threads (void)
+{
+  pthread_t w[2], s, t;
+  int i;
+
+  CHECK (store ("disksize", "8M") == 2);
+  CHECK (zram_get (zram) == 0);
+  for (i = 0; i < 2; i++)
+    CHECK (pthread_create (&w[i], NULL, writer, (void *) (uintptr_t) (i + 1)) == 0);
+  CHECK (pthread_create (&s, NULL, shower, NULL) == 0);
+  CHECK (pthread_create (&t, NULL, storer, NULL) == 0);
+  sleep (2);
+  stop = true;
+  for (i = 0; i < 2; i++)
+    pthread_join (w[i], NULL);
+  pthread_join (s, NULL);
+  pthread_join (t, NULL);
+  zram_put (zram);
+  CHECK (mm_field (1) > 0);
+  CHECK (store ("reset", "1") == 1);
+}
+
+int
+main (void)
+{
+  zram = zram_create ();
+  CHECK (zram);
+  test_parse_size ();
+  test_formats_and_rules ();
+  test_threads ();
+  zram_destroy (zram);
+  printf ("PASS: test-attrs\n");
+  return 0;
+}
