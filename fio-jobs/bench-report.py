@@ -145,15 +145,22 @@ def report(raw, header, out, dat):
                   '(for latency and memory lower is better).  "fail": no run of '
                   'that pair completed (see the log).  Memory: the growth of '
                   'the nbdkit process\'s VmRSS over the job (the data it holds, '
-                  'plus its buffers), for the kernel mm_stat\'s mem_used_total.',
+                  'plus its buffers), for the kernel mm_stat\'s mem_used_total; '
+                  'and uzram\'s own mem_used_total where its control filesystem '
+                  'shows it.',
                   '']
         figures = [('MB/s', 'mbps', 1.0, None), ('IOPS', 'iops', 1.0, 0),
                    ('p99 latency (submission + completion), us', 'p99_us', 1.0, None),
                    ('memory held, MiB', None, None, None)]
+        # uzram's own mem_used_total too, where its control filesystem gave it.
+        uzram_used = any(num(r['mem_used']) is not None for (c, _), rs in jobs.items()
+                         if c == 'uzram' for r in rs)
         for title, col, scale, digits in figures:
+            extra = col is None and uzram_used
             lines += ['### ' + title, '',
-                      '| job | ' + ' | '.join(NAMES[c] for c in present) + ' |',
-                      '| --- |' + ' ---: |' * len(present)]
+                      '| job | ' + ' | '.join(NAMES[c] for c in present) +
+                      (' | uzram mm_stat mem_used_total' if extra else '') + ' |',
+                      '| --- |' + ' ---: |' * (len(present) + extra)]
             for j in jobnames:
                 vals = {}
                 for c in present:
@@ -170,6 +177,9 @@ def report(raw, header, out, dat):
                 base = vals.get('uzram') if isinstance(vals.get('uzram'), float) else None
                 cells = [v if isinstance(v, str) else cell(v, base, digits) for v in
                          (vals[c] for c in present)]
+                if extra:
+                    used = med(jobs.get(('uzram', j), []), 'mem_used', 1 / 2**20)
+                    cells.append('-' if used is None else cell(used, base, digits))
                 lines.append('| %s | %s |' % (j, ' | '.join(cells)))
             lines.append('')
         # Verify outcomes.

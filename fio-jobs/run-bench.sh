@@ -47,6 +47,7 @@ src=$(cd "$here/.." && pwd)
 : "${PLUGIN:=$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}"
 report_py=$here/bench-report.py
 
+cmdline="fio-jobs/run-bench.sh${*:+ $*}"
 mode=full contenders=uzram,null,sparse,zstd,kzram jobs=all out=$here/results
 reps= runtime= ramp= size= disk= image= copy=yes scaling=
 scale_points="64M:64M 1G:64M 64G:64M 64G:256M 64G:1G 64G:4G"
@@ -462,7 +463,7 @@ fi
          "regions of $(bytes $disk | numfmt --to=iec-i --suffix=B) disks," \
          "${runtime} s each after ${ramp} s of warm-up; NBD over a Unix socket" \
          "(fio's nbd engine, nbdcopy); the kernel's zram through libaio with O_DIRECT" \
-         "(fio) and dd oflag=direct.  Command: \`fio-jobs/run-bench.sh --$mode\`."
+         "(fio) and dd oflag=direct.  Command: \`$cmdline\`."
     if [ -n "${image:-}" ] && [ -f "$tmp/corpus.txt" ]; then
         echo
         echo "The image, from scripts/make-corpus.sh:"
