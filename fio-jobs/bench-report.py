@@ -7,8 +7,8 @@ chart's data.
       prints "MB/s IOPS p99_us status" for the job JOBNAME in fio's JSON
       output (fio's nbd engine prints a line to stdout before the JSON, so
       everything before the first '{' line is skipped).  MB/s and IOPS add
-      reads and writes; p99 is the higher of the two directions' completion
-      latency percentiles.  status is ok, or fio's error number.
+      reads and writes; p99 is the higher of the two directions' total
+      (submission + completion) latency percentiles.  status is ok, or fio's error number.
 
   bench-report.py report RAW.tsv HEADER.md OUT.md CHART.dat
       RAW.tsv has one line per measurement (see COLUMNS); the report gives
@@ -54,7 +54,10 @@ def fio_figures(path, jobname):
                 continue
             mbps += r['bw_bytes'] / 1e6
             iops += r['iops']
-            pct = r.get('clat_ns', {}).get('percentile', {})
+            # Total latency (lat_percentiles=1 in the jobs): submission plus
+            # completion.  clat alone misses the time a synchronous device
+            # (the kernel's zram under libaio) spends inside io_submit.
+            pct = r.get('lat_ns', {}).get('percentile') or r.get('clat_ns', {}).get('percentile', {})
             p99 = max(p99, pct.get('99.000000', 0) / 1000)
         status = 'ok' if job['error'] == 0 else 'error%d' % job['error']
         return '%.1f %.0f %.0f %s' % (mbps, iops, p99, status)
@@ -142,15 +145,22 @@ def report(raw, header, out, dat):
                   '(for latency and memory lower is better).  "fail": no run of '
                   'that pair completed (see the log).  Memory: the growth of '
                   'the nbdkit process\'s VmRSS over the job (the data it holds, '
-                  'plus its buffers), for the kernel mm_stat\'s mem_used_total.',
+                  'plus its buffers), for the kernel mm_stat\'s mem_used_total; '
+                  'and uzram\'s own mem_used_total where its control filesystem '
+                  'shows it.',
                   '']
         figures = [('MB/s', 'mbps', 1.0, None), ('IOPS', 'iops', 1.0, 0),
-                   ('p99 latency, us', 'p99_us', 1.0, None),
+                   ('p99 latency (submission + completion), us', 'p99_us', 1.0, None),
                    ('memory held, MiB', None, None, None)]
+        # uzram's own mem_used_total too, where its control filesystem gave it.
+        uzram_used = any(num(r['mem_used']) is not None for (c, _), rs in jobs.items()
+                         if c == 'uzram' for r in rs)
         for title, col, scale, digits in figures:
+            extra = col is None and uzram_used
             lines += ['### ' + title, '',
-                      '| job | ' + ' | '.join(NAMES[c] for c in present) + ' |',
-                      '| --- |' + ' ---: |' * len(present)]
+                      '| job | ' + ' | '.join(NAMES[c] for c in present) +
+                      (' | uzram mm_stat mem_used_total' if extra else '') + ' |',
+                      '| --- |' + ' ---: |' * (len(present) + extra)]
             for j in jobnames:
                 vals = {}
                 for c in present:
@@ -167,6 +177,9 @@ def report(raw, header, out, dat):
                 base = vals.get('uzram') if isinstance(vals.get('uzram'), float) else None
                 cells = [v if isinstance(v, str) else cell(v, base, digits) for v in
                          (vals[c] for c in present)]
+                if extra:
+                    used = med(jobs.get(('uzram', j), []), 'mem_used', 1 / 2**20)
+                    cells.append('-' if used is None else cell(used, base, digits))
                 lines.append('| %s | %s |' % (j, ' | '.join(cells)))
             lines.append('')
         # Verify outcomes.
@@ -245,7 +258,10 @@ def report(raw, header, out, dat):
                   'server\'s VmRSS; the kernel\'s mem_used_total).  Fixed cost: what the '
                   'disk costs before any data, the server\'s VmRSS at start, or the kernel '
                   'zram\'s slot table (the growth of VmallocUsed when disksize is set: '
-                  'not in its mm_stat).  One run each.', '',
+                  'not in its mm_stat).  One run each.  The image\'s first 64 MiB '
+                  'compress less well than the whole (compare the kernel\'s row): memory '
+                  'per stored GiB compares across contenders on a row, and down a column '
+                  'from 256 MiB of data on.', '',
                   '| contender | disk | data | copy-in MB/s | randread IOPS | memory held, MiB | MiB per stored GiB | fixed cost, MiB |',
                   '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
         pts = {}

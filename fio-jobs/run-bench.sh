@@ -33,7 +33,8 @@
 # Writes DIR/bench-MODE-DATE-HOST.{md,png,tsv} (report, chart, raw
 # figures) and copies them to DIR/latest-MODE.{md,png,tsv}; prints the
 # report.  Needs root for the kernel's zram (skipped otherwise).  Full mode
-# takes about 40 minutes on 2 cores and up to ~5 GiB of RAM at a time.
+# takes about 35 minutes on 2 cores and up to ~5 GiB of RAM at a time (4 GiB
+# in nbdkit memory sparse; the kernel's table for an empty 1 TiB zram).
 # Every nbdkit it starts is stopped by pid, and the kernel's zram is reset,
 # also when interrupted.
 set -euo pipefail
@@ -46,6 +47,7 @@ src=$(cd "$here/.." && pwd)
 : "${PLUGIN:=$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}"
 report_py=$here/bench-report.py
 
+cmdline="fio-jobs/run-bench.sh${*:+ $*}"
 mode=full contenders=uzram,null,sparse,zstd,kzram jobs=all out=$here/results
 reps= runtime= ramp= size= disk= image= copy=yes scaling=
 scale_points="64M:64M 1G:64M 64G:64M 64G:256M 64G:1G 64G:4G"
@@ -131,6 +133,9 @@ bytes () { numfmt --from=iec "$1"; }
 
 # --- contenders -----------------------------------------------------------
 want () { case ",$contenders," in *",$1,"*) return 0;; esac; return 1; }
+for c in ${contenders//,/ }; do
+    case $c in uzram|null|sparse|zstd|kzram) ;; *) die "unknown contender '$c'";; esac
+done
 
 if want uzram && [ ! -f "$PLUGIN" ]; then
     log "uzram skipped: $PLUGIN is not built (make, or set PLUGIN=)"
@@ -256,6 +261,7 @@ mem_delta ()
 }
 row () { local IFS=$'\t'; echo "$*" >> "$raw"; }
 now () { date +%s.%N; }
+calc () { awk "BEGIN { printf \"%.3f\", $1 }"; }
 
 # --- fio jobs ---------------------------------------------------------------
 if [ "$jobs" = all ]; then
@@ -290,35 +296,43 @@ run_fio ()   # run_fio CONTENDER JOB REP
         >"$tmp/log/fio-$c-$j-$rep.out" 2>&1 ) || rc=$?
     t1=$(now)
     after=$(mem_now)
+    mem=$(mem_delta "$before" "$after")
     stop_server
     figs=$("$report_py" fio "$json" "$j")
     [ $rc != 0 ] && figs="${figs% *} fio-exit$rc" &&
         log "fio $j against $c: exit $rc: $(tail -2 "$tmp/log/fio-$c-$j-$rep.out" | tr '\n' ' ')"
     set -- $figs
-    row job $c $j $rep "$disk" - "$1" "$2" "$3" "$(echo "$t1 - $t0" | bc)" $(mem_delta "$before" "$after") "$4"
+    row job $c $j $rep "$disk" - "$1" "$2" "$3" "$(calc "$t1 - $t0")" $mem "$4"
 }
 
 # --- copy-in of the image -----------------------------------------------------
-copy_in ()   # copy_in CONTENDER REP SOURCE-CMD BYTES DISK KIND JOB [keep]
+# SOURCE: a file, copied as a user would (nbdcopy FILE URI, dd if=FILE), or
+# a shell command whose output is copied (nbdcopy - URI, dd from a pipe).
+copy_in ()   # copy_in CONTENDER REP SOURCE BYTES DISK KIND JOB [keep]
 {            # keep: leave the server running (the caller stops it)
-    local c=$1 rep=$2 srccmd=$3 nbytes=$4 dsize=$5 kind=$6 job=$7 keep=${8:-}
+    local c=$1 rep=$2 srccmd=$3 nbytes=$4 dsize=$5 kind=$6 job=$7 keep=${8:-} mem
     start_server $c "$dsize" || { row $kind $c $job $rep "$dsize" $nbytes - - - - - - - - nostart; return 1; }
     local before after t0 t1 rc=0 secs
     before=$(mem_now)
     t0=$(now)
-    if [ $c = kzram ]; then
+    if [ -f "$srccmd" ] && [ $c = kzram ]; then
+        timeout 900 dd if="$srccmd" of="$dev" bs=1M oflag=direct status=none || rc=$?
+    elif [ -f "$srccmd" ]; then
+        timeout 900 nbdcopy "$srccmd" "$uri" || rc=$?
+    elif [ $c = kzram ]; then
         bash -c "$srccmd" | timeout 900 dd of="$dev" bs=1M iflag=fullblock oflag=direct status=none || rc=$?
     else
         bash -c "$srccmd" | timeout 900 nbdcopy - "$uri" || rc=$?
     fi
     t1=$(now)
     after=$(mem_now)
+    mem=$(mem_delta "$before" "$after")
     [ "$keep" = keep ] || stop_server
-    secs=$(echo "$t1 - $t0" | bc)
+    secs=$(calc "$t1 - $t0")
     local status=ok
     [ $rc = 0 ] || { status=copy-exit$rc; log "copy-in into $c: exit $rc"; }
-    row $kind $c $job $rep "$dsize" $nbytes "$(echo "scale=1; $nbytes / $secs / 1000000" | bc)" - - \
-        "$secs" $(mem_delta "$before" "$after") $status
+    row $kind $c $job $rep "$dsize" $nbytes "$(calc "$nbytes / $secs / 1000000")" - - \
+        "$secs" $mem $status
     return 0
 }
 
@@ -349,23 +363,27 @@ for (( rep=1; rep<=reps; rep++ )); do
     if [ $copy = yes ]; then
         for c in ${contenders//,/ }; do
             log "rep $rep/$reps: copy-in: $c"
-            copy_in $c $rep "cat '$image'" $image_bytes "$image_bytes" copy copy-in || true
+            copy_in $c $rep "$image" $image_bytes "$image_bytes" copy copy-in || true
         done
     fi
 done
 
-# uzram's mm_stat after the copy-in, from its debug output, when it has no
-# control filesystem to read it from.
+# uzram's and the kernel's mm_stat after one more, untimed copy of the
+# image, side by side.  nbdcopy -S 0 writes every page, zero pages too, as
+# dd does into the kernel's zram (by default nbdcopy turns zero blocks into
+# write-zeroes, which zram counts as freed, not as same pages), so that
+# orig_data_size and same_pages compare.  uzram's mm_stat comes from its
+# control filesystem, or else from its statistics at unload.
 uzram_mm_stat=
-if [ $copy = yes ] && want uzram && [ $uzram_control = no ]; then
-    extra_nbdkit_args=(-v -D zram.stats=1)
+if [ $copy = yes ] && want uzram; then
+    [ $uzram_control = no ] && extra_nbdkit_args=(-v -D zram.stats=1)
     if start_server uzram "$image_bytes"; then
-        # -S 0: every page written, zero pages too, as dd writes them into
-        # the kernel's zram, so that the two mm_stat lines compare.
         nbdcopy -S 0 "$image" "$uri" || true
+        [ $uzram_control = yes ] && uzram_mm_stat=$(cat "$tmp/ctl/mm_stat" 2>/dev/null)
         stop_server
-        uzram_mm_stat=$(grep -h 'unload: mm_stat:' "$tmp"/log/nbdkit-uzram-$nstart.log |
-                        tail -1 | sed 's/.*mm_stat: *//')
+        [ $uzram_control = no ] &&
+            uzram_mm_stat=$(grep -h 'unload: mm_stat:' "$tmp"/log/nbdkit-uzram-$nstart.log |
+                            tail -1 | sed 's/.*mm_stat: *//')
         [ -n "$uzram_mm_stat" ] &&
             row mmstat uzram copy-in 1 "$image_bytes" $image_bytes - - - - - - \
                 "$(echo $uzram_mm_stat | cut -d' ' -f3)" - ok
@@ -445,7 +463,7 @@ fi
          "regions of $(bytes $disk | numfmt --to=iec-i --suffix=B) disks," \
          "${runtime} s each after ${ramp} s of warm-up; NBD over a Unix socket" \
          "(fio's nbd engine, nbdcopy); the kernel's zram through libaio with O_DIRECT" \
-         "(fio) and dd oflag=direct.  Command: \`fio-jobs/run-bench.sh --$mode\`."
+         "(fio) and dd oflag=direct.  Command: \`$cmdline\`."
     if [ -n "${image:-}" ] && [ -f "$tmp/corpus.txt" ]; then
         echo
         echo "The image, from scripts/make-corpus.sh:"
@@ -478,7 +496,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set logscale y
-set yrange [1:*]
+set yrange [10:*]
 set ylabel "MB/s (log scale)"
 set xtics rotate by -30 scale 0
 set key outside right top
