@@ -43,7 +43,7 @@ export LC_ALL=C
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/.." && pwd)
-: "${top_builddir:=$src}"
+: "${top_builddir:=$src/build}"
 : "${PLUGIN:=$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}"
 report_py=$here/bench-report.py
 
