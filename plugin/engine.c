@@ -693,8 +693,13 @@ free_block (struct zram *zram, uint64_t index)
 
 /* --- I/O --- */
 
-int
-zram_read (struct zram *zram, void *buf, uint32_t count, uint64_t offset)
+/* Reads or writes [offset, offset+count) a block piece at a time, and
+ * counts the request: both directions walk blocks the same way.  buf is
+ * only read from when op is IO_WRITE.
+ */
+static int
+rw_range (struct zram *zram, enum io_op op, unsigned char *buf,
+          uint32_t count, uint64_t offset)
 {
   unsigned char *p = buf;
   uint64_t start;
@@ -706,50 +711,42 @@ zram_read (struct zram *zram, void *buf, uint32_t count, uint64_t offset)
   while (count > 0) {
     uint32_t off = offset & (ZRAM_BLOCK_SIZE - 1);
     uint32_t n = ZRAM_BLOCK_SIZE - off;
+    uint64_t index = offset >> ZRAM_BLOCK_SHIFT;
 
     if (n > count)
       n = count;
-    r = read_block (zram, offset >> ZRAM_BLOCK_SHIFT, p, off, n);
-    if (r < 0) {
-      STAT_INC (zram, failed_reads);
-      break;
+    if (op == IO_READ) {
+      r = read_block (zram, index, p, off, n);
+      if (r < 0)
+        STAT_INC (zram, failed_reads);
     }
+    else {
+      r = write_block (zram, index, p, off, n);
+      if (r < 0)
+        STAT_INC (zram, failed_writes);
+    }
+    if (r < 0)
+      break;
     p += n;
     offset += n;
     count -= n;
   }
-  io_done (zram, IO_READ, start, p - (unsigned char *) buf);
+  io_done (zram, op, start, p - buf);
   return r;
+}
+
+int
+zram_read (struct zram *zram, void *buf, uint32_t count, uint64_t offset)
+{
+  return rw_range (zram, IO_READ, buf, count, offset);
 }
 
 int
 zram_write (struct zram *zram, const void *buf, uint32_t count,
             uint64_t offset)
 {
-  const unsigned char *p = buf;
-  uint64_t start;
-  int r = check_range (zram, count, offset);
-
-  if (r < 0)
-    return r;
-  start = io_start (zram);
-  while (count > 0) {
-    uint32_t off = offset & (ZRAM_BLOCK_SIZE - 1);
-    uint32_t n = ZRAM_BLOCK_SIZE - off;
-
-    if (n > count)
-      n = count;
-    r = write_block (zram, offset >> ZRAM_BLOCK_SHIFT, p, off, n);
-    if (r < 0) {
-      STAT_INC (zram, failed_writes);
-      break;
-    }
-    p += n;
-    offset += n;
-    count -= n;
-  }
-  io_done (zram, IO_WRITE, start, p - (const unsigned char *) buf);
-  return r;
+  /* rw_range writes through buf only for IO_READ. */
+  return rw_range (zram, IO_WRITE, (unsigned char *) buf, count, offset);
 }
 
 /* Trim and write-zeroes: free the whole blocks of the range; with zero,
