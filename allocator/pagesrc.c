@@ -54,9 +54,28 @@
 #define HOT_PAGES 256
 #define PURGE_BATCH 128
 
+/* A chunk's fresh pages are handed out in address order, so instead of
+ * taking one page fault per page, the source populates them POPULATE_PAGES
+ * at a time with madvise(MADV_POPULATE_WRITE) (Linux 5.14) as allocation
+ * reaches them: one system call instead of 32 faults.  This cut nbdkit's
+ * page-fault time in a copy-in.  At most POPULATE_PAGES - 1 pages (124 KiB)
+ * per chunk are resident ahead of use.
+ */
+#define POPULATE_PAGES 32
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Ranges to populate, noted under the lock and populated outside it. */
+struct populate {
+  unsigned n;
+  struct { char *addr; size_t len; } r[4];
+};
+
 struct chunk {
   char *base;
   unsigned nfree;                  /* entries in free[] */
+  unsigned populated;              /* pages below this were populated */
   uint16_t free[CHUNK_PAGES];
 };
 
@@ -143,6 +162,7 @@ map_chunk (void)
   madvise (c->base, CHUNK_SIZE, MADV_NOHUGEPAGE);
   /* Lowest page on top of the stack: pages fill the chunk in order. */
   c->nfree = CHUNK_PAGES;
+  c->populated = 0;
   for (i = 0; i < CHUNK_PAGES; i++)
     c->free[i] = CHUNK_PAGES - 1 - i;
   return c;
@@ -179,7 +199,8 @@ insert_chunk (struct page_source *src, struct chunk *c)
  * src->lock held.  Returns how many it took.
  */
 static unsigned
-take_pages (struct page_source *src, void **pages, unsigned n)
+take_pages (struct page_source *src, void **pages, unsigned n,
+            struct populate *pop)
 {
   unsigned got = 0;
 
@@ -192,7 +213,18 @@ take_pages (struct page_source *src, void **pages, unsigned n)
       src->first_free++;
       continue;
     }
-    pages[got++] = c->base + (size_t) c->free[--c->nfree] * ZS_PAGE_SIZE;
+    unsigned idx = c->free[--c->nfree];
+    pages[got++] = c->base + (size_t) idx * ZS_PAGE_SIZE;
+    if (idx >= c->populated && pop->n < 4) {
+      unsigned end = idx + POPULATE_PAGES;
+
+      if (end > CHUNK_PAGES)
+        end = CHUNK_PAGES;
+      pop->r[pop->n].addr = c->base + (size_t) idx * ZS_PAGE_SIZE;
+      pop->r[pop->n].len = (size_t) (end - idx) * ZS_PAGE_SIZE;
+      pop->n++;
+      c->populated = end;
+    }
   }
   return got;
 }
@@ -200,10 +232,11 @@ take_pages (struct page_source *src, void **pages, unsigned n)
 static int
 alloc_builtin (struct page_source *src, void **pages, unsigned n)
 {
-  unsigned got;
+  struct populate pop = { .n = 0 };
+  unsigned got, i;
 
   pthread_mutex_lock (&src->lock);
-  got = take_pages (src, pages, n);
+  got = take_pages (src, pages, n, &pop);
   while (got < n) {
     struct chunk *c;
     int r;
@@ -223,9 +256,12 @@ alloc_builtin (struct page_source *src, void **pages, unsigned n)
       errno = ENOMEM;
       return -1;
     }
-    got += take_pages (src, pages + got, n - got);
+    got += take_pages (src, pages + got, n - got, &pop);
   }
   pthread_mutex_unlock (&src->lock);
+  /* Best effort: where the kernel lacks it, the pages fault in on use. */
+  for (i = 0; i < pop.n; i++)
+    madvise (pop.r[i].addr, pop.r[i].len, MADV_POPULATE_WRITE);
   return 0;
 }
 
