@@ -28,6 +28,10 @@
 #   --scaling / --no-scaling
 #   --scale-points "DISK:DATA ..."  (default "64M:64M 1G:64M 64G:64M
 #                    64G:256M 64G:1G 64G:4G")
+#   --threads N      nbdkit's --threads, the same for every nbdkit contender
+#                    (default auto: twice the CPU count; "default": nbdkit's
+#                    own, 16).  Fewer threads per connection mean fewer
+#                    futex wake-ups in nbdkit's request loop (README.md)
 #   --out DIR        where the results go (default fio-jobs/results)
 #
 # Writes DIR/bench-MODE-DATE-HOST.{md,png,tsv} (report, chart, raw
@@ -49,7 +53,7 @@ report_py=$here/bench-report.py
 
 cmdline="fio-jobs/run-bench.sh${*:+ $*}"
 mode=full contenders=uzram,null,sparse,zstd,kzram jobs=all out=$here/results
-reps= runtime= ramp= size= disk= image= copy=yes scaling=
+reps= runtime= ramp= size= disk= image= copy=yes scaling= threads=auto
 scale_points="64M:64M 1G:64M 64G:64M 64G:256M 64G:1G 64G:4G"
 die () { echo "run-bench: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
@@ -69,6 +73,7 @@ while [ $# -gt 0 ]; do
         --no-scaling) scaling=no ;;
         --scale-points) scale_points=$2; shift ;;
         --out) out=$2; shift ;;
+        --threads) threads=$2; shift ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -82,6 +87,9 @@ else
     image_mib=256
 fi
 case $reps in ''|*[!0-9]*|0) die "--reps must be a positive number";; esac
+[ "$threads" = auto ] && threads=$(( 2 * $(nproc) ))
+[ "$threads" = default ] && threads=
+case $threads in ''|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;; *) die "--threads must be a number from 1 to 999, auto or default";; esac
 
 for t in nbdkit fio nbdcopy nbdinfo gnuplot; do
     command -v $t >/dev/null || die "needs $t: run scripts/install-deps.sh"
@@ -204,7 +212,8 @@ start_server ()
     esac
     nstart=$((nstart+1))
     local sock=$tmp/s$nstart.sock pidf=$tmp/s$nstart.pid
-    nbdkit -f --exit-with-parent -U "$sock" -P "$pidf" "${extra_nbdkit_args[@]}" "${args[@]}" \
+    nbdkit -f --exit-with-parent -U "$sock" -P "$pidf" ${threads:+--threads "$threads"} \
+        "${extra_nbdkit_args[@]}" "${args[@]}" \
         2>"$tmp/log/nbdkit-$c-$nstart.log" &
     srv_pid=$!
     nbdkit_pids+=("$srv_pid")
@@ -462,6 +471,7 @@ fi
     echo "Settings: $reps repetition(s); fio jobs on $(bytes $size | numfmt --to=iec-i --suffix=B)" \
          "regions of $(bytes $disk | numfmt --to=iec-i --suffix=B) disks," \
          "${runtime} s each after ${ramp} s of warm-up; NBD over a Unix socket" \
+         "to nbdkit with ${threads:-its default} threads per connection" \
          "(fio's nbd engine, nbdcopy); the kernel's zram through libaio with O_DIRECT" \
          "(fio) and dd oflag=direct.  Command: \`$cmdline\`."
     if [ -n "${image:-}" ] && [ -f "$tmp/corpus.txt" ]; then
