@@ -7,6 +7,10 @@
 #
 #   fio-jobs/bench-swap.sh [SIZE_MIB [LIMIT_MIB [REPS]]]   (1024 256 3)
 #
+# PATHS (default "kzram disk nbdfuse") picks the paths; "zstd" adds the
+# userspace peer issue 8 quotes: nbdkit memory allocator=zstd through
+# nbdfuse and a loop device (its peak memory is nbdkit's VmHWM).
+#
 # The workload (tests/swap-workload) fills SIZE_MIB of memory inside a
 # memory cgroup limited to LIMIT_MIB, touches it twice in scattered order
 # and checks every byte.  Needs root.  The kernel's zram is reset after
@@ -18,7 +22,8 @@ src=$(cd "$here/.." && pwd)
 : "${top_builddir:=$src/build}"
 export top_srcdir=$src top_builddir
 export PLUGIN=${PLUGIN:-$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}
-size=${1:-1024} limit=${2:-256} reps=${3:-3}
+size=${1:-1024} limit=${2:-256} reps=${3:-3} paths=${PATHS:-kzram disk nbdfuse}
+case " $paths " in *" kzram "*) ;; *) echo "bench-swap: PATHS must include kzram, the reference" >&2; exit 2 ;; esac
 workload=$top_builddir/tests/swap-workload
 [ -x "$workload" ] || make -C "$top_builddir/tests" swap-workload >/dev/null
 source "$src/tests/functions.sh"    # cleanup_fn, cg_create, cg_run, tmpdir
@@ -29,10 +34,37 @@ kz=/sys/block/zram0
 cleanup_fn "swapoff /dev/zram0 2>/dev/null; [ -e $kz/reset ] && echo 1 > $kz/reset"
 cg_create $((limit << 20))
 
+# wait_for SECS CMD...: until CMD succeeds, at most SECS seconds.
+wait_for () { local i; for (( i = 0; i < $1 * 10; i++ )); do "${@:2}" && return 0; sleep 0.1; done; return 1; }
+
 # run_one VIA: prints "seconds mem_used_max_bytes nbdkit_hwm_kib"
 run_one ()
 {
     local via=$1 dev name=bench-$1-$$ t0 t1 mm hwm=0 pid
+    if [ "$via" = zstd ]; then
+        local zd=$tmpdir/zstd-$$-$RANDOM npid fpid
+        mkdir -p "$zd/fuse"
+        nbdkit -f -U "$zd/sock" --threads $(( 2 * $(nproc) )) memory 2G allocator=zstd 2> "$zd/nbdkit.log" &
+        npid=$!
+        cleanup_fn "kill $npid 2>/dev/null"
+        wait_for 20 test -S "$zd/sock" || return 1
+        nbdfuse "$zd/fuse" --unix "$zd/sock" < /dev/null > "$zd/nbdfuse.log" 2>&1 &
+        fpid=$!
+        cleanup_fn "timeout 20 fusermount3 -u $zd/fuse 2>/dev/null; kill $fpid 2>/dev/null"
+        wait_for 20 test -e "$zd/fuse/nbd" || return 1
+        dev=$(timeout 30 losetup --direct-io=on --find --show "$zd/fuse/nbd") || return 1
+        cleanup_fn "swapoff $dev 2>/dev/null; losetup -d $dev 2>/dev/null"
+        mkswap "$dev" >/dev/null && timeout 60 swapon --discard "$dev" || return 1
+        t0=$(date +%s.%N)
+        cg_run timeout 900 "$workload" "$size" 2 > "$tmpdir/w.out" 2>&1 || { cat "$tmpdir/w.out" >&2; return 1; }
+        t1=$(date +%s.%N)
+        hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$npid/status")
+        timeout 300 swapoff "$dev"; timeout 30 losetup -d "$dev"
+        timeout 20 fusermount3 -u "$zd/fuse"; kill "$fpid" 2>/dev/null; wait "$fpid" 2>/dev/null
+        kill "$npid"; wait "$npid" 2>/dev/null
+        echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') $((hwm * 1024)) $hwm"
+        return 0
+    fi
     if [ "$via" = kzram ]; then
         [ "$(cat $kz/disksize)" = 0 ] || { echo "kernel zram0 is in use" >&2; return 1; }
         echo lzo > $kz/comp_algorithm
@@ -59,7 +91,7 @@ run_one ()
 
 declare -A res
 for r in $(seq "$reps"); do
-    for via in kzram disk nbdfuse; do
+    for via in $paths; do
         out=$(run_one $via) || { echo "bench-swap: $via failed" >&2; exit 1; }
         echo "rep $r $via: $out" >&2
         res[$via]+="$out"$'\n'
@@ -74,11 +106,11 @@ echo "| path | wall s | ratio | device mem_used_max MiB | ratio | nbdkit peak RS
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 kt=$(echo -n "${res[kzram]}" | awk '{ print $1 }' | med)
 km=$(echo -n "${res[kzram]}" | awk '{ print $2 }' | med)
-for via in kzram disk nbdfuse; do
+for via in $paths; do
     t=$(echo -n "${res[$via]}" | awk '{ print $1 }' | med)
     m=$(echo -n "${res[$via]}" | awk '{ print $2 }' | med)
     h=$(echo -n "${res[$via]}" | awk '{ print $3 }' | med)
-    name=$via; [ $via = kzram ] && name="kernel zram (lzo)"; [ $via = disk ] && name="uzram --via disk"; [ $via = nbdfuse ] && name="uzram --via nbdfuse"
+    name=$via; [ $via = kzram ] && name="kernel zram (lzo)"; [ $via = disk ] && name="uzram --via disk"; [ $via = nbdfuse ] && name="uzram --via nbdfuse"; [ $via = zstd ] && name="nbdkit memory zstd, nbdfuse"
     awk -v n="$name" -v t="$t" -v kt="$kt" -v m="$m" -v km="$km" -v h="$h" -v k="$via" 'BEGIN {
         printf "| %s | %.2f | %.2fx | %.1f | %.2fx | %s |\n", n, t, t / kt, m / 1048576, m / km, (k == "kzram" ? "-" : sprintf("%.1f", h / 1024)) }'
 done
