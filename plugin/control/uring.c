@@ -542,6 +542,11 @@ queue_thread (void *arg)
   CPU_ZERO (&set);
   CPU_SET (q->qid, &set);
   pthread_setaffinity_np (pthread_self (), sizeof set, &set);
+  {
+    char name[16];
+    snprintf (name, sizeof name, "zram-ring%u", q->qid);
+    pthread_setname_np (pthread_self (), name);
+  }
   /* As control.c's set_io_flusher, for swap on `disk`. */
   prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0);
 
