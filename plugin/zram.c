@@ -336,7 +336,7 @@ zram_dump_plugin (void)
   printf ("zram_comp_algorithms=%s\n", list);
   printf ("zram_default_comp_algorithm=lzo\n");
   printf ("zram_block_size=%u\n", ZRAM_BLOCK_SIZE);
-  printf ("zram_uring=%s\n", uring_built () ? "yes" : "no");
+  printf ("zram_uring=%s\n", uring_unusable () ? "no" : "yes");
 }
 
 static void *

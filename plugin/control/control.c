@@ -810,16 +810,19 @@ static const struct fuse_custom_io control_io = {
 static int
 want_uring (enum uring_mode mode)
 {
+  const char *why;
   int k;
 
   if (mode == URING_OFF)
     return 0;
-  if (!uring_built ()) {
+  why = uring_unusable ();
+  if (why) {
     if (mode == URING_ON) {
-      nbdkit_error ("control: uring=on, but this plugin was built "
-                    "without liburing");
+      nbdkit_error ("control: uring=on, but %s", why);
       return -1;
     }
+    nbdkit_debug ("control: FUSE over io_uring not used (%s): serving over "
+                  "/dev/fuse", why);
     return 0;
   }
   k = uring_kernel_enabled ();

@@ -85,6 +85,15 @@
 #include <liburing.h>
 #endif
 
+#if defined __has_include
+#if __has_include (<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
@@ -129,7 +138,11 @@ uring_kernel_enabled (void)
 /* Built without liburing: the classic loop only. */
 struct uring { int unused; };
 
-bool uring_built (void) { return false; }
+const char *
+uring_unusable (void)
+{
+  return "this plugin was built without liburing";
+}
 struct uring *
 uring_new (struct fuse_session *se, enum uring_mode mode)
 {
@@ -268,10 +281,18 @@ struct uring {
 /* The entry this thread is serving, for uring_io_writev. */
 static __thread struct uring_ent *cur_ent;
 
-bool
-uring_built (void)
+const char *
+uring_unusable (void)
 {
-  return true;
+  /* valgrind (3.19) keeps its big lock across io_uring_enter, so a ring
+   * thread waiting for requests stops every other thread, the one that
+   * would register the other queues included: the kernel would hold
+   * every request forever.
+   */
+  if (RUNNING_ON_VALGRIND)
+    return "running under valgrind, whose threads stop while one waits "
+           "in io_uring_enter";
+  return NULL;
 }
 
 struct uring *

@@ -33,8 +33,10 @@ enum uring_mode {
  */
 int uring_parse_mode (const char *s, enum uring_mode *mode);
 
-/* True if this build has io_uring support (liburing). */
-bool uring_built (void);
+/* Why the rings cannot be used in this process whatever the kernel says
+ * (built without liburing, running under valgrind), or NULL.
+ */
+const char *uring_unusable (void);
 
 /* Whether the kernel lets FUSE use io_uring now: 1 yes, 0 no (the module
  * parameter is N), -1 this kernel has no such parameter.
