@@ -47,7 +47,7 @@
  * libfuse 3.14 cannot set it (disk_reply_open).
  *
  * FUSE over io_uring (uring.c): where the kernel offers it, requests come
- * through one io_uring per CPU instead of /dev/fuse, into the same
+ * through io_urings (two per CPU) instead of /dev/fuse, into the same
  * handlers through libfuse's own dispatcher; the classic loop keeps
  * serving what stays on /dev/fuse (forgets, interrupts) and everything
  * where the rings are not in use.  uring=off leaves libfuse's I/O alone.

@@ -3,7 +3,7 @@
  * The control filesystem's requests normally come through read(2) and
  * writev(2) on /dev/fuse.  Where the kernel offers it (CONFIG_FUSE_IO_URING
  * and /sys/module/fuse/parameters/enable_uring = Y), this moves them onto
- * one io_uring per possible CPU instead, which saves most of the system
+ * io_urings instead, two per possible CPU, which saves most of the system
  * calls and wake-ups per request.  libfuse 3.14 knows nothing of it, so
  * this sits under libfuse as its custom I/O (fuse_session_custom_io): it
  * sees the FUSE_INIT request and reply go by, accepts the kernel's offer
