@@ -667,7 +667,7 @@ queues_free (struct uring *u)
   u->stop_fd = -1;
 }
 
-/* Creates one ring per possible CPU.  DEFER_TASKRUN (6.1) runs the
+/* Creates one ring (of a queue thread).  DEFER_TASKRUN (6.1) runs the
  * kernel's part of a completion (copying the request in) only when the
  * thread asks for completions, in one batch; it needs SINGLE_ISSUER, and
  * the issuer is the thread that enables a ring created disabled.
@@ -765,7 +765,7 @@ queues_prepare (struct uring *u)
   return -1;
 }
 
-/* After the INIT reply: one thread per queue.  A thread that cannot
+/* After the INIT reply: one thread per ring.  A thread that cannot
  * start leaves its queue without entries, and the ring would never be
  * ready: give the connection back to /dev/fuse then.
  */
