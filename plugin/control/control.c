@@ -868,6 +868,18 @@ run_fusermount_lazy (const char *dir)
 /* DIR's FUSE server died without unmounting (a killed earlier run): every
  * access gives ENOTCONN until it is unmounted.  Detach it lazily.
  */
+
+/* stat's errno for a mount whose server is gone.  ENOTCONN, or just after
+ * a server that used FUSE over io_uring was killed, ECONNABORTED: the
+ * kernel tears its rings down after the process, and a request queued on
+ * them meanwhile is ended with that.
+ */
+static bool
+dead_server (int err)
+{
+  return err == ENOTCONN || err == ECONNABORTED;
+}
+
 static int
 detach_stale (const char *dir)
 {
@@ -917,7 +929,7 @@ control_check_dir (const char *dir)
     return -1;
   }
   if (stat (dir, &st) == -1) {
-    if (errno == ENOTCONN) {
+    if (dead_server (errno)) {
       if (detach_stale (dir) == -1)
         return -1;
       if (stat (dir, &st) == -1) {
@@ -1008,7 +1020,7 @@ control_start (struct zram *zram, const char *dir,
   /* nbdkit may have forked since control_check_dir; a stale mount could
    * also have appeared meanwhile.
    */
-  if (stat (dir, &st) == -1 && errno == ENOTCONN && detach_stale (dir) == -1)
+  if (stat (dir, &st) == -1 && dead_server (errno) && detach_stale (dir) == -1)
     return NULL;
   uring = want_uring (opts ? opts->uring : URING_AUTO);
   if (uring == -1)
