@@ -16,6 +16,10 @@
 #                    kzram    the kernel's /dev/zram0 with lzo, fio libaio
 #                             (reset afterwards, also when interrupted;
 #                             skipped unless zram0 is free)
+#                    classic  as disk, but with uring=off: the control
+#                             filesystem on /dev/fuse even where the
+#                             kernel offers FUSE over io_uring (disk
+#                             uses it then: see enable_uring below)
 #                    base     as disk, but with the plugin given by --base
 #                             (added to the default list when --base is
 #                             given): before and after a change, in one run
@@ -28,6 +32,10 @@
 #                    device (1G)
 #   --base PLUGIN    another build of the plugin, for the base contender
 #   --tsv FILE       also keep the raw figures
+#
+# disk uses FUSE over io_uring where /sys/module/fuse/parameters/
+# enable_uring is Y (this script leaves it as it is, and says which);
+# compare with classic in the same run.
 #
 # Needs root (loop devices, the kernel's zram), nbdkit, nbdfuse, losetup,
 # fio.  PLUGIN defaults to $top_builddir/plugin/.libs/nbdkit-zram-plugin.so
@@ -42,6 +50,9 @@
 # other benchmarks, Linux 6.18: disk 85K/66K IOPS 4 KiB
 # randread/randwrite, 4.0x/3.4x nbdfuse, 0.35x the kernel's; 128 KiB
 # sequential 2.3/1.7 GB/s, 1.9x/1.7x nbdfuse, 0.56x/0.72x the kernel's.
+# With FUSE over io_uring (enable_uring=Y, 2026-11-25, same machine):
+# disk 110K/85K IOPS, 1.40x/1.17x classic, 0.46x/0.44x the kernel's;
+# 128 KiB sequential 4.0/2.5 GB/s, 1.12x/1.11x classic, 0.97x/1.01x.
 set -euo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 export LC_ALL=C
@@ -75,7 +86,7 @@ done
 case $reps in ''|*[!0-9]*|0) die "--reps must be a positive number";; esac
 [ -n "$base" ] && [ $contenders_given = no ] && contenders=disk,base,nbdfuse,nbd,kzram
 for c in ${contenders//,/ }; do
-    case $c in disk|nbdfuse|nbd|kzram) ;;
+    case $c in disk|classic|nbdfuse|nbd|kzram) ;;
         base) [ -f "$base" ] || die "the base contender needs --base PLUGIN" ;;
         *) die "unknown contender '$c'";; esac
 done
@@ -154,13 +165,14 @@ start ()
     local plugin=$PLUGIN
     [ $c = base ] && plugin=$base
     local args=(-f -U "$sock" "$plugin" size="$disk")
-    [ $c = disk ] || [ $c = base ] && args+=(control="$tmp/ctl$n")
+    [ $c = disk ] || [ $c = base ] || [ $c = classic ] && args+=(control="$tmp/ctl$n")
+    [ $c = classic ] && args+=(uring=off)
     nbdkit "${args[@]}" 2>"$tmp/log/nbdkit-$n.log" &
     srv_pid=$!
     wait_for "[ -S '$sock' ]" || { log "nbdkit did not start: $(tail -2 "$tmp/log/nbdkit-$n.log")"; return 1; }
     case $c in
         nbd) uri="nbd+unix:///?socket=$sock" ;;
-        disk|base)
+        disk|base|classic)
             wait_for "[ -f '$tmp/ctl$n/disk' ]" || return 1
             loopdev=$(losetup --direct-io=on --find --show "$tmp/ctl$n/disk")
             dev=$loopdev ;;
@@ -204,6 +216,7 @@ done
 [ -n "$tsv" ] && cp "$raw" "$tsv"
 
 echo "# uzram local block devices: $(date -u '+%Y-%m-%d %H:%M UTC'), Linux $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# FUSE over io_uring (enable_uring): $(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null || echo absent)"
 echo "# $reps rep(s), ${runtime} s after ${ramp} s warm-up, $size regions of $disk devices; medians (min-max)"
 python3 - "$raw" "$contenders" "$jobs" <<'EOF'
 import statistics, sys

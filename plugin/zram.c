@@ -58,6 +58,7 @@ static char *control_dir;
 static struct control *control;
 static bool mlock_all;
 static bool allow_other;                /* others may read the control files */
+static enum uring_mode uring_mode = URING_AUTO;  /* `disk` over io_uring */
 
 /* Sizes as nbdkit_parse_size reads them (a number and an optional
  * suffix: b, s = 512, K M G T P E = powers of 1024, optionally followed
@@ -191,6 +192,12 @@ zram_config (const char *key, const char *value)
     if (parse_bool (key, value, &allow_other) == -1)
       return -1;
   }
+  else if (strcmp (key, "uring") == 0) {
+    if (uring_parse_mode (value, &uring_mode) == -1) {
+      nbdkit_error ("uring: expected auto, on or off, not '%s'", value);
+      return -1;
+    }
+  }
   else if (strcmp (key, "control") == 0) {
     free (control_dir);
     control_dir = nbdkit_absolute_path (value);
@@ -212,7 +219,10 @@ zram_config (const char *key, const char *value)
   "control=DIR              Mount zram's sysfs files at DIR (FUSE).\n" \
   "mlock=true               Lock nbdkit's memory (for swap on the device).\n" \
   "allow_other=true         Let other users reach the control files (their\n" \
-  "                         modes still apply)."
+  "                         modes still apply).\n" \
+  "uring=auto|on|off        Serve the control files (and `disk`) through\n" \
+  "                         FUSE over io_uring where the kernel offers it\n" \
+  "                         (auto, the default), or must (on), or never."
 
 static int
 zram_config_complete (void)
@@ -250,7 +260,9 @@ zram_get_ready (void)
 static int
 zram_after_fork (void)
 {
-  struct control_opts opts = { .allow_other = allow_other };
+  struct control_opts opts = {
+    .allow_other = allow_other, .uring = uring_mode,
+  };
 
   /* Here, not in get_ready: locks are not inherited across nbdkit's fork.
    * MCL_ONFAULT locks pages as they are first touched, so the slot table
@@ -324,6 +336,7 @@ zram_dump_plugin (void)
   printf ("zram_comp_algorithms=%s\n", list);
   printf ("zram_default_comp_algorithm=lzo\n");
   printf ("zram_block_size=%u\n", ZRAM_BLOCK_SIZE);
+  printf ("zram_uring=%s\n", uring_unusable () ? "no" : "yes");
 }
 
 static void *

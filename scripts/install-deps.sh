@@ -6,7 +6,7 @@ PKGS="
   build-essential autoconf automake libtool pkg-config
   nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd
   liblzo2-dev liblz4-dev libzstd-dev
-  libfuse3-dev fuse3
+  libfuse3-dev fuse3 liburing-dev
   fio qemu-utils nbd-client
   e2fsprogs util-linux procps
   clang libclang-rt-14-dev valgrind

@@ -46,6 +46,12 @@
  * `disk` is opened with FOPEN_PARALLEL_DIRECT_WRITES, built by hand since
  * libfuse 3.14 cannot set it (disk_reply_open).
  *
+ * FUSE over io_uring (uring.c): where the kernel offers it, requests come
+ * through io_urings (two per CPU) instead of /dev/fuse, into the same
+ * handlers through libfuse's own dispatcher; the classic loop keeps
+ * serving what stays on /dev/fuse (forgets, interrupts) and everything
+ * where the rings are not in use.  uring=off leaves libfuse's I/O alone.
+ *
  * Still to do: poll(2) notification on the stats files.
  */
 #include <config.h>
@@ -98,6 +104,13 @@
  */
 #define CONTROL_MAX_WRITE (1024 * 1024)
 
+/* With FUSE over io_uring every ring entry has a payload buffer as large
+ * as the largest request, 16 entries per CPU: 256 KiB keeps that at 4 MiB
+ * per CPU (touched only by requests that large), and a loop device's
+ * large requests are split into 256 KiB ones served in parallel.
+ */
+#define CONTROL_URING_MAX_WRITE (256 * 1024)
+
 /* The kernel queues asynchronous direct I/O (what a loop device issues)
  * as background requests, at most max_background at once (default 12):
  * room for queue depth 32 and more.
@@ -120,6 +133,7 @@ struct control {
   struct zram *zram;
   char *dir;
   struct fuse_session *se;
+  struct uring *uring;        /* NULL: libfuse's own I/O on /dev/fuse */
   pthread_t thread;
   bool thread_started;
   uid_t uid;
@@ -276,8 +290,10 @@ read_buf (size_t size)
 static void
 ctl_init (void *userdata, struct fuse_conn_info *conn)
 {
-  (void) userdata;
-  conn->max_write = CONTROL_MAX_WRITE;
+  struct control *c = userdata;
+
+  conn->max_write = uring_offered (c->uring) ? CONTROL_URING_MAX_WRITE
+                                             : CONTROL_MAX_WRITE;
   conn->max_background = CONTROL_MAX_BACKGROUND;
   conn->congestion_threshold = CONTROL_MAX_BACKGROUND * 3 / 4;
   if (conn->capable & FUSE_CAP_ASYNC_DIO)
@@ -766,6 +782,66 @@ static const struct fuse_lowlevel_ops control_ops = {
   .statfs = ctl_statfs,
 };
 
+/* --- I/O under libfuse (uring.c) --- */
+
+static ssize_t
+ctl_io_read (int fd, void *buf, size_t len, void *userdata)
+{
+  struct control *c = userdata;
+  return uring_io_read (c->uring, fd, buf, len);
+}
+
+static ssize_t
+ctl_io_writev (int fd, struct iovec *iov, int count, void *userdata)
+{
+  struct control *c = userdata;
+  return uring_io_writev (c->uring, fd, iov, count);
+}
+
+static const struct fuse_custom_io control_io = {
+  .read = ctl_io_read,
+  .writev = ctl_io_writev,
+};
+
+/* Whether to put uring.c under libfuse: not for uring=off, nor where the
+ * kernel will not offer io_uring (then libfuse's I/O is left exactly as
+ * it is).  -1 for uring=on where it cannot be had.
+ */
+static int
+want_uring (enum uring_mode mode)
+{
+  const char *why;
+  int k;
+
+  if (mode == URING_OFF)
+    return 0;
+  why = uring_unusable ();
+  if (why) {
+    if (mode == URING_ON) {
+      nbdkit_error ("control: uring=on, but %s", why);
+      return -1;
+    }
+    nbdkit_debug ("control: FUSE over io_uring not used (%s): serving over "
+                  "/dev/fuse", why);
+    return 0;
+  }
+  k = uring_kernel_enabled ();
+  if (k == 1)
+    return 1;
+  if (mode == URING_ON) {
+    nbdkit_error ("control: uring=on, but %s",
+                  k == 0 ? "/sys/module/fuse/parameters/enable_uring is N "
+                           "(echo Y > it as root)"
+                         : "this kernel has no FUSE over io_uring "
+                           "(CONFIG_FUSE_IO_URING, Linux 6.14)");
+    return -1;
+  }
+  nbdkit_debug ("control: FUSE over io_uring not available (%s): "
+                "serving over /dev/fuse",
+                k == 0 ? "enable_uring is N" : "not in this kernel");
+  return 0;
+}
+
 /* --- Mount life cycle --- */
 
 /* fusermount3 -u -z DIR, for when we may not umount2 ourselves. */
@@ -792,6 +868,18 @@ run_fusermount_lazy (const char *dir)
 /* DIR's FUSE server died without unmounting (a killed earlier run): every
  * access gives ENOTCONN until it is unmounted.  Detach it lazily.
  */
+
+/* stat's errno for a mount whose server is gone.  ENOTCONN, or just after
+ * a server that used FUSE over io_uring was killed, ECONNABORTED: the
+ * kernel tears its rings down after the process, and a request queued on
+ * them meanwhile is ended with that.
+ */
+static bool
+dead_server (int err)
+{
+  return err == ENOTCONN || err == ECONNABORTED;
+}
+
 static int
 detach_stale (const char *dir)
 {
@@ -841,7 +929,7 @@ control_check_dir (const char *dir)
     return -1;
   }
   if (stat (dir, &st) == -1) {
-    if (errno == ENOTCONN) {
+    if (dead_server (errno)) {
       if (detach_stale (dir) == -1)
         return -1;
       if (stat (dir, &st) == -1) {
@@ -927,12 +1015,15 @@ control_start (struct zram *zram, const char *dir,
   struct fuse_args args = FUSE_ARGS_INIT (3, argv);
   sigset_t all, old;
   struct stat st;
-  int err;
+  int err, uring;
 
   /* nbdkit may have forked since control_check_dir; a stale mount could
    * also have appeared meanwhile.
    */
-  if (stat (dir, &st) == -1 && errno == ENOTCONN && detach_stale (dir) == -1)
+  if (stat (dir, &st) == -1 && dead_server (errno) && detach_stale (dir) == -1)
+    return NULL;
+  uring = want_uring (opts ? opts->uring : URING_AUTO);
+  if (uring == -1)
     return NULL;
 
   c = calloc (1, sizeof *c);
@@ -967,6 +1058,18 @@ control_start (struct zram *zram, const char *dir,
     nbdkit_error ("control: cannot mount the control filesystem on %s", dir);
     goto err;
   }
+  /* The kernel has queued FUSE_INIT; nothing has read it yet. */
+  if (uring) {
+    c->uring = uring_new (c->se, opts ? opts->uring : URING_AUTO);
+    if (!c->uring ||
+        fuse_session_custom_io (c->se, &control_io,
+                                fuse_session_fd (c->se)) != 0) {
+      nbdkit_error ("control: cannot set up FUSE over io_uring (%s)",
+                    c->uring ? "fuse_session_custom_io failed" : "ENOMEM");
+      fuse_session_unmount (c->se);
+      goto err;
+    }
+  }
 
   /* The workers block every signal: nbdkit's main thread handles them. */
   sigfillset (&all);
@@ -992,6 +1095,7 @@ control_start (struct zram *zram, const char *dir,
  err:
   if (c->se)
     fuse_session_destroy (c->se);
+  uring_free (c->uring);
   free (c->dir);
   free (c);
   return NULL;
@@ -1021,6 +1125,8 @@ control_stop (struct control *c)
   }
   if (c->thread_started)
     pthread_join (c->thread, NULL);
+  /* The connection is aborted, so the rings' threads are ending. */
+  uring_free (c->uring);
   /* Closes the session's own fd; the mount is gone already. */
   fuse_session_unmount (c->se);
   fuse_session_destroy (c->se);

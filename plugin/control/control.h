@@ -11,10 +11,13 @@
 
 #include <stdbool.h>
 
+#include "control/uring.h"
+
 struct zram;
 
 struct control_opts {
   bool allow_other;   /* let other users read (modes still apply) */
+  enum uring_mode uring;  /* FUSE over io_uring: auto (0), on, off */
 };
 
 /* Checks DIR before nbdkit forks: it must be a directory (or a mountpoint

@@ -1,0 +1,72 @@
+/* uzram control filesystem: FUSE over io_uring (Linux 6.14+).
+ *
+ * The control filesystem's requests normally come through read(2) and
+ * writev(2) on /dev/fuse.  Where the kernel offers it (CONFIG_FUSE_IO_URING
+ * and /sys/module/fuse/parameters/enable_uring = Y), this moves them onto
+ * io_urings instead, two per possible CPU, which saves most of the system
+ * calls and wake-ups per request.  libfuse 3.14 knows nothing of it, so
+ * this sits under libfuse as its custom I/O (fuse_session_custom_io): it
+ * sees the FUSE_INIT request and reply go by, accepts the kernel's offer
+ * in the reply, then registers ring entries and feeds the requests that
+ * arrive on them to libfuse's own dispatcher (fuse_session_process_buf),
+ * catching each reply on its way back to put it into the ring entry.  One
+ * dispatcher, the same handlers, for both transports.
+ */
+#ifndef UZRAM_CONTROL_URING_H
+#define UZRAM_CONTROL_URING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct fuse_session;
+
+enum uring_mode {
+  URING_AUTO,       /* use it when the kernel offers it */
+  URING_ON,         /* as auto, but a kernel without it is an error */
+  URING_OFF,        /* /dev/fuse only: no custom I/O at all */
+};
+
+/* Parses "auto", "on" or "off" (and the usual booleans for on/off).
+ * Returns 0, or -1 for anything else.
+ */
+int uring_parse_mode (const char *s, enum uring_mode *mode);
+
+/* Why the rings cannot be used in this process whatever the kernel says
+ * (built without liburing, running under valgrind), or NULL.
+ */
+const char *uring_unusable (void);
+
+/* Whether the kernel lets FUSE use io_uring now: 1 yes, 0 no (the module
+ * parameter is N), -1 this kernel has no such parameter.
+ */
+int uring_kernel_enabled (void);
+
+/* The state for one session, mounted (its fd is the one the rings use).
+ * With URING_ON a failure to set the rings up is an nbdkit_error, with
+ * URING_AUTO only a debug message; either way the session goes on over
+ * /dev/fuse.  NULL on ENOMEM.
+ */
+struct uring *uring_new (struct fuse_session *se, enum uring_mode mode);
+
+/* The session's custom I/O (control.c's fuse_custom_io calls these). */
+ssize_t uring_io_read (struct uring *u, int fd, void *buf, size_t len);
+ssize_t uring_io_writev (struct uring *u, int fd, struct iovec *iov,
+                         int count);
+
+/* True between the FUSE_INIT request that offered io_uring and its reply:
+ * the init handler then limits max_write to the ring's payload size.
+ */
+bool uring_offered (struct uring *u);
+
+/* Requests served through the rings so far. */
+uint64_t uring_requests (struct uring *u);
+
+/* Stops and joins the ring threads (call it once the connection is
+ * aborted, so that they are not serving anything) and frees u.  NULL is
+ * fine.
+ */
+void uring_free (struct uring *u);
+
+#endif /* UZRAM_CONTROL_URING_H */
