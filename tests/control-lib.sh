@@ -16,7 +16,8 @@
 #                        FILE's bytes must be exactly EXPECTED.
 # - field FILE N         the Nth whitespace-separated field of FILE.
 # - attach_loop FILE     losetup --direct-io=on, detached at exit; sets $loop.
-# - detach_loop LOOP FILE  losetup -d LOOP if it is still over FILE.
+# - detach_loop LOOP FILE  losetup -d LOOP if it is still over FILE (also
+#   when FILE's mount has gone).
 # - hold_client NAME     an NBD client (nbdsh) that connects, writes block 0
 #                        and stays connected; release_client NAME ends it.
 need_tool nbdkit nbdsh losetup timeout
@@ -153,7 +154,12 @@ detach_loop ()
 {
     local back
     back=$(losetup -n -O BACK-FILE "$1" 2>/dev/null) || return 0
-    [ "$back" = "$2" ] || [ "$back" = "$2 (deleted)" ] || return 0
+    # Once the server is gone and its mount with it, the kernel shows the
+    # file's path inside the dead mount: /disk.
+    case $back in
+        "$2"|"$2 (deleted)"|"/${2##*/}") ;;
+        *) return 0 ;;
+    esac
     swapoff "$1" 2>/dev/null || :
     timeout 20 losetup -d "$1"
 }
