@@ -865,10 +865,6 @@ run_fusermount_lazy (const char *dir)
   return 0;
 }
 
-/* DIR's FUSE server died without unmounting (a killed earlier run): every
- * access gives ENOTCONN until it is unmounted.  Detach it lazily.
- */
-
 /* stat's errno for a mount whose server is gone.  ENOTCONN, or just after
  * a server that used FUSE over io_uring was killed, ECONNABORTED: the
  * kernel tears its rings down after the process, and a request queued on
@@ -880,6 +876,9 @@ dead_server (int err)
   return err == ENOTCONN || err == ECONNABORTED;
 }
 
+/* DIR's FUSE server died without unmounting (a killed earlier run): every
+ * access fails (dead_server) until it is unmounted.  Detach it lazily.
+ */
 static int
 detach_stale (const char *dir)
 {
