@@ -20,6 +20,12 @@
 #   when FILE's mount has gone).
 # - hold_client NAME     an NBD client (nbdsh) that connects, writes block 0
 #                        and stays connected; release_client NAME ends it.
+# - interleave_nbd_disk SEED STEPS
+#                        random writes through NBD ($uri) and $ctl/disk on
+#                        the same few blocks, each read back at once through
+#                        either side; fail on the first difference.
+# - fio_verify BSRANGE   fio randwrite with crc32c verify, depth 32, on
+#                        $loop; fail on any error.
 need_tool nbdkit nbdsh losetup timeout
 
 # The comp_algorithm file's bytes with the algorithms of this build and
@@ -192,4 +198,42 @@ release_client ()
     pid=$(eval echo \$${name}_pid)
     touch "$tmpdir/$name.go"
     wait "$pid" || fail "NBD client $name failed"
+}
+
+interleave_nbd_disk ()
+{
+    timeout 120 nbdsh -u "$uri" -c "
+import os, random
+B = 4096
+random.seed($1)
+fd = os.open('$ctl/disk', os.O_RDWR)
+shadow = bytearray(80 * B)
+for step in range($2):
+    blk = random.randrange(64)                 # few blocks: many collisions
+    n = random.choice((1, 1, 2, 8))
+    off = blk * B + random.choice((0, 0, 512, 100))   # partial blocks too
+    data = random.randbytes(n * B - (off % B) if off % B else n * B)
+    if random.random() < 0.5:
+        h.pwrite(data, off)
+    else:
+        assert os.pwrite(fd, data, off) == len(data)
+    shadow[off:off + len(data)] = data
+    # Read back through the other side at once.
+    lo = blk * B
+    want = bytes(shadow[lo:lo + n * B + B])
+    got = os.pread(fd, len(want), lo) if random.random() < 0.5 else h.pread(len(want), lo)
+    assert got == want, (step, blk, n, off)
+os.fsync(fd)
+os.close(fd)
+" || fail "NBD and disk interleaved"
+}
+
+fio_verify ()
+{
+    timeout 300 fio --name=verify --filename="$loop" --ioengine=libaio --direct=1 \
+        --rw=randwrite --bsrange="$1" --iodepth=32 --size=96M \
+        --verify=crc32c --verify_fatal=1 --do_verify=1 --buffer_compress_percentage=60 \
+        --refill_buffers --randrepeat=0 --verify_state_save=0 --output="$tmpdir/fio.out" ||
+        { cat "$tmpdir/fio.out"; fail "fio verify on $loop"; }
+    grep -q "err= 0" "$tmpdir/fio.out" || { cat "$tmpdir/fio.out"; fail "fio reported errors"; }
 }

@@ -25,12 +25,7 @@ reader ()
 reader &
 reader_pid=$!
 cleanup_fn "touch $tmpdir/fio.done; wait $reader_pid 2>/dev/null"
-timeout 300 fio --name=verify --filename="$loop" --ioengine=libaio --direct=1 \
-    --rw=randwrite --bsrange=4k-256k --iodepth=32 --size=96M \
-    --verify=crc32c --verify_fatal=1 --do_verify=1 --buffer_compress_percentage=60 \
-    --refill_buffers --randrepeat=0 --verify_state_save=0 --output="$tmpdir/fio.out" ||
-    { cat "$tmpdir/fio.out"; fail "fio verify on $loop"; }
-grep -q "err= 0" "$tmpdir/fio.out" || { cat "$tmpdir/fio.out"; fail "fio reported errors"; }
+fio_verify 4k-256k
 touch "$tmpdir/fio.done"
 wait $reader_pid || fail "a statistics read took over 5 s during I/O: $(cat "$tmpdir/reader.err")"
 echo "statistics read $(cat "$tmpdir/reader.n") times over during fio"

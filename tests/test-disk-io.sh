@@ -12,30 +12,7 @@ start_ctl size=32M
 [ "$(stat -c %s "$ctl/disk")" = $((32 << 20)) ] || fail "disk size $(stat -c %s "$ctl/disk")"
 
 # --- NBD and file I/O interleaved on the same blocks ---
-timeout 120 nbdsh -u "$uri" -c "
-import os, random
-B = 4096
-random.seed(3)
-fd = os.open('$ctl/disk', os.O_RDWR)
-shadow = bytearray(80 * B)
-for step in range(3000):
-    blk = random.randrange(64)                 # few blocks: many collisions
-    n = random.choice((1, 1, 2, 8))
-    off = blk * B + random.choice((0, 0, 512, 100))   # partial blocks too
-    data = random.randbytes(n * B - (off % B) if off % B else n * B)
-    if random.random() < 0.5:
-        h.pwrite(data, off)
-    else:
-        assert os.pwrite(fd, data, off) == len(data)
-    shadow[off:off + len(data)] = data
-    # Read back through the other side at once.
-    lo = blk * B
-    want = bytes(shadow[lo:lo + n * B + B])
-    got = os.pread(fd, len(want), lo) if random.random() < 0.5 else h.pread(len(want), lo)
-    assert got == want, (step, blk, n, off)
-os.fsync(fd)
-os.close(fd)
-" || fail "NBD and disk interleaved"
+interleave_nbd_disk 3 3000
 
 # The threads that served `disk` run as I/O flushers (PR_SET_IO_FLUSHER
 # sets PF_MEMALLOC_NOIO, 0x80000, in the task's flags), where the kernel

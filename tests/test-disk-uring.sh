@@ -52,39 +52,12 @@ if [ ${#verbose[@]} -gt 0 ]; then
 fi
 
 # --- NBD and file I/O interleaved on the same blocks ---
-timeout 120 nbdsh -u "$uri" -c "
-import os, random
-B = 4096
-random.seed(7)
-fd = os.open('$ctl/disk', os.O_RDWR)
-shadow = bytearray(80 * B)
-for step in range(1500):
-    blk = random.randrange(64)
-    n = random.choice((1, 1, 2, 8))
-    off = blk * B + random.choice((0, 0, 512, 100))
-    data = random.randbytes(n * B - (off % B) if off % B else n * B)
-    if random.random() < 0.5:
-        h.pwrite(data, off)
-    else:
-        assert os.pwrite(fd, data, off) == len(data)
-    shadow[off:off + len(data)] = data
-    lo = blk * B
-    want = bytes(shadow[lo:lo + n * B + B])
-    got = os.pread(fd, len(want), lo) if random.random() < 0.5 else h.pread(len(want), lo)
-    assert got == want, (step, blk, n, off)
-os.fsync(fd)
-os.close(fd)
-" || fail "NBD and disk interleaved"
+interleave_nbd_disk 7 1500
 
 # --- fio verify on a loop device: every size up to the 256 KiB payload
 # and past it (split by the kernel) ---
 attach_loop "$ctl/disk"
-timeout 300 fio --name=verify --filename="$loop" --ioengine=libaio --direct=1 \
-    --rw=randwrite --bsrange=4k-1m --iodepth=32 --size=96M \
-    --verify=crc32c --verify_fatal=1 --do_verify=1 --buffer_compress_percentage=60 \
-    --refill_buffers --randrepeat=0 --verify_state_save=0 --output="$tmpdir/fio.out" ||
-    { cat "$tmpdir/fio.out"; fail "fio verify on $loop"; }
-grep -q "err= 0" "$tmpdir/fio.out" || { cat "$tmpdir/fio.out"; fail "fio reported errors"; }
+fio_verify 4k-1m
 
 # --- discard through the loop device frees blocks ---
 nf () { field "$ctl/io_stat" 4; }
