@@ -53,20 +53,13 @@
 # With FUSE over io_uring (enable_uring=Y, 2026-11-25, same machine):
 # disk 110K/85K IOPS, 1.40x/1.17x classic, 0.46x/0.44x the kernel's;
 # 128 KiB sequential 4.0/2.5 GB/s, 1.12x/1.11x classic, 0.97x/1.01x.
-set -euo pipefail
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-export LC_ALL=C
-
 here=$(cd "$(dirname "$0")" && pwd)
-src=$(cd "$here/.." && pwd)
-: "${top_builddir:=$src/build}"
-: "${PLUGIN:=$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}"
+prog=run-bench-local
+source "$here/bench-lib.sh"   # set -euo pipefail, $src, $PLUGIN, die, log, stop_pid
 
 contenders=disk,nbdfuse,nbd,kzram
 jobs=randread-4k-qd16,randwrite-4k-qd16,seqread-128k,seqwrite-128k
 reps=3 runtime=10 ramp=1 size=256M disk=1G tsv= base= contenders_given=no
-die () { echo "run-bench-local: $*" >&2; exit 1; }
-log () { echo "run-bench-local: $*" >&2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --contenders) contenders=$2; contenders_given=yes; shift ;;
@@ -103,18 +96,6 @@ raw=$tmp/raw.tsv
 
 # --- clean-up: only what this script started --------------------------------
 srv_pid= fuse_pid= loopdev= fusedir= zram_used=no
-stop_pid ()
-{
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for (( i=0; i<100; i++ )); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    log "pid $pid ignored SIGTERM for 10 s, killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 teardown ()
 {
     set +e

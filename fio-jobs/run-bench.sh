@@ -41,21 +41,15 @@
 # in nbdkit memory sparse; the kernel's table for an empty 1 TiB zram).
 # Every nbdkit it starts is stopped by pid, and the kernel's zram is reset,
 # also when interrupted.
-set -euo pipefail
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-export LC_ALL=C
-
 here=$(cd "$(dirname "$0")" && pwd)
-src=$(cd "$here/.." && pwd)
-: "${top_builddir:=$src/build}"
-: "${PLUGIN:=$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}"
+prog=run-bench
+source "$here/bench-lib.sh"   # set -euo pipefail, $src, $PLUGIN, die, log, stop_pid
 report_py=$here/bench-report.py
 
 cmdline="fio-jobs/run-bench.sh${*:+ $*}"
 mode=full contenders=uzram,null,sparse,zstd,kzram jobs=all out=$here/results
 reps= runtime= ramp= size= disk= image= copy=yes scaling= threads=auto
 scale_points="64M:64M 1G:64M 64G:64M 64G:256M 64G:1G 64G:4G"
-die () { echo "run-bench: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) mode=quick ;;
@@ -103,18 +97,6 @@ printf 'kind\tcontender\tjob\trep\tdisk\tdata_bytes\tmbps\tiops\tp99_us\tsecs\tr
 # --- clean-up: every nbdkit by its pid, the kernel's zram reset -----------
 nbdkit_pids=()
 zdev= zdev_added=no kz_table_kib=-
-stop_pid ()
-{
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for (( i=0; i<100; i++ )); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    echo "run-bench: nbdkit $pid ignored SIGTERM for 10 s, killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 zram_reset ()
 {
     [ -n "$zdev" ] || return 0
@@ -136,7 +118,6 @@ cleanup ()
 trap cleanup EXIT
 trap 'echo "run-bench: interrupted" >&2; exit 130' INT TERM HUP
 
-log () { echo "run-bench: $*" >&2; }
 bytes () { numfmt --from=iec "$1"; }
 
 # --- contenders -----------------------------------------------------------
