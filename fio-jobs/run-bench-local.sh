@@ -71,7 +71,7 @@ while [ $# -gt 0 ]; do
         --size) size=$2; shift ;;
         --disk) disk=$2; shift ;;
         --tsv) tsv=$2; shift ;;
-        -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^here=/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
     shift

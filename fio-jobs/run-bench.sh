@@ -68,7 +68,7 @@ while [ $# -gt 0 ]; do
         --scale-points) scale_points=$2; shift ;;
         --out) out=$2; shift ;;
         --threads) threads=$2; shift ;;
-        -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^here=/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
     shift
