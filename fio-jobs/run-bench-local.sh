@@ -20,6 +20,8 @@
 #                             filesystem on /dev/fuse even where the
 #                             kernel offers FUSE over io_uring (disk
 #                             uses it then: see enable_uring below)
+#                    disk2    as disk, but with uring_threads=2: two
+#                             threads (io_urings) per CPU instead of one
 #                    base     as disk, but with the plugin given by --base
 #                             (added to the default list when --base is
 #                             given): before and after a change, in one run
@@ -79,7 +81,7 @@ done
 case $reps in ''|*[!0-9]*|0) die "--reps must be a positive number";; esac
 [ -n "$base" ] && [ $contenders_given = no ] && contenders=disk,base,nbdfuse,nbd,kzram
 for c in ${contenders//,/ }; do
-    case $c in disk|classic|nbdfuse|nbd|kzram) ;;
+    case $c in disk|disk2|classic|nbdfuse|nbd|kzram) ;;
         base) [ -f "$base" ] || die "the base contender needs --base PLUGIN" ;;
         *) die "unknown contender '$c'";; esac
 done
@@ -146,14 +148,15 @@ start ()
     local plugin=$PLUGIN
     [ $c = base ] && plugin=$base
     local args=(-f -U "$sock" "$plugin" size="$disk")
-    [ $c = disk ] || [ $c = base ] || [ $c = classic ] && args+=(control="$tmp/ctl$n")
+    case $c in disk|disk2|base|classic) args+=(control="$tmp/ctl$n") ;; esac
     [ $c = classic ] && args+=(uring=off)
+    [ $c = disk2 ] && args+=(uring_threads=2)
     nbdkit "${args[@]}" 2>"$tmp/log/nbdkit-$n.log" &
     srv_pid=$!
     wait_for "[ -S '$sock' ]" || { log "nbdkit did not start: $(tail -2 "$tmp/log/nbdkit-$n.log")"; return 1; }
     case $c in
         nbd) uri="nbd+unix:///?socket=$sock" ;;
-        disk|base|classic)
+        disk|disk2|base|classic)
             wait_for "[ -f '$tmp/ctl$n/disk' ]" || return 1
             loopdev=$(losetup --direct-io=on --find --show "$tmp/ctl$n/disk")
             dev=$loopdev ;;

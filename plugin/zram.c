@@ -59,6 +59,7 @@ static struct control *control;
 static bool mlock_all;
 static bool allow_other;                /* others may read the control files */
 static enum uring_mode uring_mode = URING_AUTO;  /* `disk` over io_uring */
+static unsigned uring_threads = URING_THREADS_DEFAULT; /* per CPU */
 
 /* Sizes as nbdkit_parse_size reads them (a number and an optional
  * suffix: b, s = 512, K M G T P E = powers of 1024, optionally followed
@@ -198,6 +199,15 @@ zram_config (const char *key, const char *value)
       return -1;
     }
   }
+  else if (strcmp (key, "uring_threads") == 0) {
+    if (nbdkit_parse_unsigned (key, value, &uring_threads) == -1)
+      return -1;
+    if (uring_threads < 1 || uring_threads > URING_THREADS_MAX) {
+      nbdkit_error ("uring_threads: expected 1 to %d, not '%s'",
+                    URING_THREADS_MAX, value);
+      return -1;
+    }
+  }
   else if (strcmp (key, "control") == 0) {
     free (control_dir);
     control_dir = nbdkit_absolute_path (value);
@@ -222,7 +232,9 @@ zram_config (const char *key, const char *value)
   "                         modes still apply).\n" \
   "uring=auto|on|off        Serve the control files (and `disk`) through\n" \
   "                         FUSE over io_uring where the kernel offers it\n" \
-  "                         (auto, the default), or must (on), or never."
+  "                         (auto, the default), or must (on), or never.\n" \
+  "uring_threads=N          Threads (io_urings) per CPU for that: 1 (the\n" \
+  "                         default) to 4."
 
 static int
 zram_config_complete (void)
@@ -262,6 +274,7 @@ zram_after_fork (void)
 {
   struct control_opts opts = {
     .allow_other = allow_other, .uring = uring_mode,
+    .uring_threads = uring_threads,
   };
 
   /* Here, not in get_ready: locks are not inherited across nbdkit's fork.

@@ -1,7 +1,7 @@
 #!/bin/bash
 # `disk` served over FUSE io_uring (uring=on, with the fuse module's
 # enable_uring set to Y for the test and put back after): the ring really
-# serves the requests (nbdkit's debug output says each queue is serving,
+# serves the requests, with uring_threads= threads per possible CPU (nbdkit's debug output says each queue is serving,
 # and how many requests it served at the end); NBD and file I/O
 # interleaved on the same blocks; fio with verification at queue depth 32
 # on a loop device; discard frees blocks; reset is EBUSY while the loop
@@ -74,6 +74,38 @@ expect_err "Device or resource busy" "$ctl/reset" 1
 set -- $(ring_ticks)
 [ "$2" -gt 0 ] || fail "the ring threads used no CPU time: they served nothing"
 echo "ring threads: $1, CPU time $2 ticks"
+
+# --- uring_threads=2: two ring threads per CPU, and they serve ---
+cpus=$(python3 -c 'import sys; n=0
+for r in open("/sys/devices/system/cpu/possible").read().strip().split(","):
+    a, _, b = r.partition("-"); n += int(b or a) - int(a) + 1
+print(n)')
+[ "$1" -eq "$cpus" ] || fail "$1 ring threads with the default uring_threads=1, for $cpus possible CPUs"
+main_pid=$nbdkit_pid main_ctl=$ctl main_loop=$loop
+log2=$tmpdir/nbdkit2.log
+start_ctl "${verbose[@]}" -- size=128M uring=on uring_threads=2 2>"$log2"
+set -- $(ring_ticks)
+[ "$1" -eq $((2 * cpus)) ] || fail "$1 ring threads with uring_threads=2, for $cpus possible CPUs"
+attach_loop "$ctl/disk"
+timeout 120 dd if=/dev/urandom of="$tmpdir/blob" bs=1M count=64 status=none
+timeout 60 dd if="$tmpdir/blob" of="$loop" bs=128k oflag=direct status=none ||
+    fail "writing through $loop (uring_threads=2)"
+timeout 60 cmp <(timeout 60 dd if="$loop" bs=128k count=512 iflag=direct status=none) "$tmpdir/blob" ||
+    fail "uring_threads=2: what was read back differs from what was written"
+rm -f "$tmpdir/blob"
+set -- $(ring_ticks)
+echo "uring_threads=2: $1 ring threads, CPU time $2 ticks"
+detach_loop "$loop" "$ctl/disk"
+stop_nbdkit "$nbdkit_pid"
+if [ ${#verbose[@]} -gt 0 ]; then
+    served=$(sed -n 's/.*FUSE over io_uring served \([0-9]*\) requests.*/\1/p' "$log2")
+    [ "${served:-0}" -gt 1000 ] ||
+        fail "uring_threads=2: the rings served ${served:-no} requests: $(grep -E 'uring|error' "$log2" | tail -5)"
+    echo "uring_threads=2: the rings served $served requests"
+else
+    [ "$2" -gt 0 ] || fail "uring_threads=2: the ring threads used no CPU time"
+fi
+nbdkit_pid=$main_pid ctl=$main_ctl loop=$main_loop
 
 # --- unmount with the loop device still attached: nbdkit must stop ---
 kill -TERM "$nbdkit_pid"

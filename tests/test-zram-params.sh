@@ -35,6 +35,10 @@ bad 1G mem_limit= -- mem_limit
 bad 1G comp_algorithm=nope -- "comp_algorithm=nope: not built in; available: lzo"
 bad 1G frobnicate=1 -- frobnicate
 bad 1G mlock=maybe -- mlock=maybe
+bad 1G uring=sometimes -- "uring: expected auto, on or off, not 'sometimes'"
+bad 1G uring_threads=0 -- "uring_threads: expected 1 to 4, not '0'"
+bad 1G uring_threads=5 -- "uring_threads: expected 1 to 4, not '5'"
+bad 1G uring_threads=two -- uring_threads
 
 # --dump-plugin lists the compressors.
 nbdkit "$PLUGIN" --dump-plugin > "$tmpdir/dump"

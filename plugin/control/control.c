@@ -529,7 +529,9 @@ disk_read (fuse_req_t req, struct control *c, size_t size, off_t off)
   }
   if (size > disksize - off)
     size = disksize - off;
-  buf = read_buf (size);
+  buf = uring_reply_buffer (size);
+  if (!buf)
+    buf = read_buf (size);
   if (!buf) {
     fuse_reply_err (req, ENOMEM);
     return;
@@ -1059,7 +1061,8 @@ control_start (struct zram *zram, const char *dir,
   }
   /* The kernel has queued FUSE_INIT; nothing has read it yet. */
   if (uring) {
-    c->uring = uring_new (c->se, opts ? opts->uring : URING_AUTO);
+    c->uring = uring_new (c->se, opts ? opts->uring : URING_AUTO,
+                          opts ? opts->uring_threads : 0);
     if (!c->uring ||
         fuse_session_custom_io (c->se, &control_io,
                                 fuse_session_fd (c->se)) != 0) {

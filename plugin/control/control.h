@@ -18,6 +18,7 @@ struct zram;
 struct control_opts {
   bool allow_other;   /* let other users read (modes still apply) */
   enum uring_mode uring;  /* FUSE over io_uring: auto (0), on, off */
+  unsigned uring_threads; /* per CPU; 0: URING_THREADS_DEFAULT */
 };
 
 /* Checks DIR before nbdkit forks: it must be a directory (or a mountpoint

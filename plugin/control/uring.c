@@ -24,9 +24,9 @@
  *     -ENOTCONN, and a commit for a torn-down entry fails with it: every
  *     queue thread sees each of its entries end, and exits.
  *
- * Ours: URING_THREADS_PER_QUEUE threads per possible CPU's queue, each
- * with its own ring (SQE128, for the command's 80-byte area) and
- * URING_ENTRIES entries registered on that queue.  An entry's
+ * Ours: uring_threads= threads per possible CPU's queue (1 by default),
+ * each with its own ring (SQE128, for the command's 80-byte area) and
+ * URING_QUEUE_DEPTH / threads entries registered on that queue.  An entry's
  * memory is one page for its header, then the payload buffer:
  *
  *   | fuse_uring_req_header ...  [in_header op_in] | payload ............ |
@@ -51,8 +51,10 @@
  * its COMMIT_AND_FETCH, and submits them all in the io_uring_enter that
  * waits for the next.
  *
- * Still to do: reading `disk` straight into the ring's payload (today the
- * data goes engine -> read buffer -> payload); registered buffers.
+ * A read of `disk` goes straight into the entry's payload
+ * (uring_reply_buffer), so the reply has nothing left to copy.
+ *
+ * Still to do: registered buffers.
  */
 #include <config.h>
 
@@ -144,9 +146,9 @@ uring_unusable (void)
   return "this plugin was built without liburing";
 }
 struct uring *
-uring_new (struct fuse_session *se, enum uring_mode mode)
+uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads)
 {
-  (void) se; (void) mode;
+  (void) se; (void) mode; (void) threads;
   return NULL;
 }
 ssize_t
@@ -161,6 +163,7 @@ uring_io_writev (struct uring *u, int fd, struct iovec *iov, int count)
   (void) u;
   return writev (fd, iov, count);
 }
+void *uring_reply_buffer (size_t size) { (void) size; return NULL; }
 bool uring_offered (struct uring *u) { (void) u; return false; }
 uint64_t uring_requests (struct uring *u) { (void) u; return 0; }
 void uring_free (struct uring *u) { (void) u; }
@@ -215,19 +218,21 @@ _Static_assert (offsetof (struct fuse_init_out, flags2) == 32,
 _Static_assert (offsetof (struct fuse_init_in, flags2) == 16,
                 "fuse_init_in.flags2");
 
-/* Rings (threads) per kernel queue, and entries per ring.  The kernel
- * sends a request to the queue of the CPU that submits it, which for a
- * loop device is often one CPU for a while; one thread per queue would
- * then serve everything on one CPU at a time.  Two unpinned threads per
- * queue, each with its own ring and 8 entries (16 per queue, queue depth
- * 32 over 2 CPUs), let both CPUs serve one queue.  Measured on 2 CPUs
- * against one thread of 16 entries per queue: 4 KiB random reads about
- * the same (pinned) to 1.1x, 128 KiB sequential reads 1.3x; pinning each
- * thread to its queue's CPU helped 4 KiB random writes a little but cost
- * 128 KiB sequential I/O a third.
+/* Requests in flight per kernel queue (so 32 for queue depth 32 on 2
+ * CPUs), shared out among the queue's threads (uring_threads=, 1 to
+ * URING_THREADS_MAX), each with its own ring.  The kernel hands a new
+ * request to the entry that became free last, so with one thread per
+ * queue a busy thread finds the next requests waiting when it asks for
+ * more, without sleeping; with two, the idle one is woken instead.  But a
+ * loop device's requests mostly come from one CPU at a time, so one
+ * thread per queue serves them all on one CPU at a time.  Measured on 2
+ * CPUs (fio, 2026-11-25): one thread of 16 entries against two of 8 did
+ * about 4 % more 4 KiB random reads and 5-10 % more random writes at
+ * queue depth 16, but 25 % fewer 128 KiB sequential reads.  Pinning a
+ * thread to its queue's CPU cost sequential I/O a third.
  */
-#define URING_THREADS_PER_QUEUE 2
-#define URING_ENTRIES 8
+#define URING_QUEUE_DEPTH 16
+#define URING_MAX_ENTRIES URING_QUEUE_DEPTH
 
 /* An entry's header page: the kernel's header at its start, the request's
  * fuse_in_header and op_in rebuilt at its end, just below the payload.
@@ -262,7 +267,8 @@ struct uring_queue {
   bool need_enable;           /* created IORING_SETUP_R_DISABLED */
   char *area;                 /* the entries' memory */
   size_t area_size;
-  struct uring_ent ents[URING_ENTRIES];
+  struct uring_ent ents[URING_MAX_ENTRIES];
+  unsigned nr_ents;           /* of ents[] in use */
   pthread_t thread;
   bool started;
   bool said_serving;
@@ -281,7 +287,8 @@ struct uring {
   atomic_bool init_done;
   size_t payload;                   /* the kernel's max payload size */
   unsigned nr_queues;               /* the kernel's, one per possible CPU */
-  unsigned nr_rings;                /* URING_THREADS_PER_QUEUE per queue */
+  unsigned threads;                 /* rings (threads) per queue */
+  unsigned nr_rings;                /* threads per queue, times queues */
   struct uring_queue *queues;
   bool started;
   atomic_uint_fast64_t requests;
@@ -305,7 +312,7 @@ uring_unusable (void)
 }
 
 struct uring *
-uring_new (struct fuse_session *se, enum uring_mode mode)
+uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads)
 {
   struct uring *u = calloc (1, sizeof *u);
 
@@ -313,9 +320,19 @@ uring_new (struct fuse_session *se, enum uring_mode mode)
     return NULL;
   u->se = se;
   u->mode = mode;
+  u->threads = threads >= 1 && threads <= URING_THREADS_MAX
+    ? threads : URING_THREADS_DEFAULT;
   u->fuse_fd = fuse_session_fd (se);
   u->stop_fd = -1;
   return u;
+}
+
+void *
+uring_reply_buffer (size_t size)
+{
+  struct uring_ent *e = cur_ent;
+
+  return e && size <= e->q->u->payload ? e->payload : NULL;
 }
 
 bool
@@ -476,8 +493,11 @@ ring_reply (struct uring_ent *e, const struct iovec *iov, int count)
       errno = EINVAL;           /* libfuse says so; serve() answers EIO */
       return -1;
     }
-    /* memmove: a reply may quote the request, which is in the payload. */
-    memmove (e->payload + total, base, len);
+    /* memmove: a reply may quote the request, which is in the payload.
+     * Data already in place (uring_reply_buffer) is not copied at all.
+     */
+    if (base != e->payload + total)
+      memmove (e->payload + total, base, len);
     total += len;
   }
   memcpy (e->hdr->in_out, &oh, sizeof oh);
@@ -561,7 +581,7 @@ queue_thread (void *arg)
   struct uring *u = q->u;
   struct io_uring_sqe *sqe;
   struct io_uring_cqe *cqe;
-  unsigned live = URING_ENTRIES, i, head, n;
+  unsigned live = q->nr_ents, i, head, n;
   bool stop = false, said = false;
   int r;
 
@@ -584,7 +604,7 @@ queue_thread (void *arg)
     uring_poison (u);
     return NULL;
   }
-  for (i = 0; i < URING_ENTRIES; i++)
+  for (i = 0; i < q->nr_ents; i++)
     prep_cmd (q, get_sqe (&q->ring), FUSE_IO_URING_CMD_REGISTER,
               &q->ents[i]);
   sqe = get_sqe (&q->ring);
@@ -598,7 +618,7 @@ queue_thread (void *arg)
   }
   if (zram_debug_control)
     nbdkit_debug ("control: FUSE over io_uring: queue %u: %u entries "
-                  "of %zu KiB", q->qid, URING_ENTRIES, u->payload >> 10);
+                  "of %zu KiB", q->qid, q->nr_ents, u->payload >> 10);
 
   while (!stop && live > 0) {
     r = io_uring_submit_and_wait (&q->ring, 1);
@@ -686,7 +706,7 @@ ring_create (struct uring_queue *q)
 
   /* Room for every entry's command and the stop poll, twice over. */
   for (i = 0; i < sizeof flag_sets / sizeof flag_sets[0]; i++) {
-    r = io_uring_queue_init (2 * (URING_ENTRIES + 1), &q->ring,
+    r = io_uring_queue_init (2 * (q->nr_ents + 1), &q->ring,
                              flag_sets[i]);
     if (r == 0) {
       q->ring_ok = true;
@@ -714,7 +734,7 @@ queues_prepare (struct uring *u)
     uring_fail (u, "cannot count the possible CPUs");
     return -1;
   }
-  u->nr_rings = u->nr_queues * URING_THREADS_PER_QUEUE;
+  u->nr_rings = u->nr_queues * u->threads;
   u->queues = calloc (u->nr_rings, sizeof *u->queues);
   if (!u->queues) {
     uring_fail (u, "calloc: %s", strerror (errno));
@@ -731,6 +751,7 @@ queues_prepare (struct uring *u)
     q->u = u;
     q->qid = i % u->nr_queues;
     q->idx = i;
+    q->nr_ents = URING_QUEUE_DEPTH / u->threads;
     r = ring_create (q);
     if (r < 0) {
       uring_fail (u, "io_uring_queue_init: %s", strerror (-r));
@@ -740,7 +761,7 @@ queues_prepare (struct uring *u)
      * payload sized for the largest request only costs memory when such
      * requests come.
      */
-    q->area_size = URING_ENTRIES * ent_size;
+    q->area_size = q->nr_ents * ent_size;
     q->area = mmap (NULL, q->area_size, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (q->area == MAP_FAILED) {
@@ -748,7 +769,7 @@ queues_prepare (struct uring *u)
       uring_fail (u, "mmap %zu bytes: %s", q->area_size, strerror (errno));
       goto err;
     }
-    for (j = 0; j < URING_ENTRIES; j++) {
+    for (j = 0; j < q->nr_ents; j++) {
       struct uring_ent *e = &q->ents[j];
 
       e->q = q;
@@ -792,7 +813,8 @@ queues_start (struct uring *u)
   u->started = true;
   nbdkit_debug ("control: FUSE over io_uring: %u queues, %u threads of "
                 "%u entries each, %zu KiB payloads", u->nr_queues,
-                u->nr_rings, URING_ENTRIES, u->payload >> 10);
+                u->nr_rings, URING_QUEUE_DEPTH / u->threads,
+                u->payload >> 10);
 }
 
 ssize_t

@@ -3,8 +3,8 @@
  * The control filesystem's requests normally come through read(2) and
  * writev(2) on /dev/fuse.  Where the kernel offers it (CONFIG_FUSE_IO_URING
  * and /sys/module/fuse/parameters/enable_uring = Y), this moves them onto
- * io_urings instead, two per possible CPU, which saves most of the system
- * calls and wake-ups per request.  libfuse 3.14 knows nothing of it, so
+ * io_urings instead, one or more per possible CPU, which saves most of the
+ * system calls and wake-ups per request.  libfuse 3.14 knows nothing of it, so
  * this sits under libfuse as its custom I/O (fuse_session_custom_io): it
  * sees the FUSE_INIT request and reply go by, accepts the kernel's offer
  * in the reply, then registers ring entries and feeds the requests that
@@ -28,6 +28,10 @@ enum uring_mode {
   URING_OFF,        /* /dev/fuse only: no custom I/O at all */
 };
 
+/* Threads (each with its own io_uring) per possible CPU: uring_threads=. */
+#define URING_THREADS_DEFAULT 1
+#define URING_THREADS_MAX 4
+
 /* Parses "auto", "on" or "off" (and the usual booleans for on/off).
  * Returns 0, or -1 for anything else.
  */
@@ -46,14 +50,24 @@ int uring_kernel_enabled (void);
 /* The state for one session, mounted (its fd is the one the rings use).
  * With URING_ON a failure to set the rings up is an nbdkit_error, with
  * URING_AUTO only a debug message; either way the session goes on over
- * /dev/fuse.  NULL on ENOMEM.
+ * /dev/fuse.  threads: per possible CPU, 1 to URING_THREADS_MAX (anything
+ * else is URING_THREADS_DEFAULT).  NULL on ENOMEM.
  */
-struct uring *uring_new (struct fuse_session *se, enum uring_mode mode);
+struct uring *uring_new (struct fuse_session *se, enum uring_mode mode,
+                         unsigned threads);
 
 /* The session's custom I/O (control.c's fuse_custom_io calls these). */
 ssize_t uring_io_read (struct uring *u, int fd, void *buf, size_t len);
 ssize_t uring_io_writev (struct uring *u, int fd, struct iovec *iov,
                          int count);
+
+/* Where a handler may build its reply's data, for a reply of at most
+ * size bytes: the payload of the ring entry this thread is serving, so
+ * that the reply needs no copy (pass this pointer to fuse_reply_buf).
+ * NULL where the request did not come through a ring (then use a buffer
+ * of your own).  Valid until the handler replies.
+ */
+void *uring_reply_buffer (size_t size);
 
 /* True between the FUSE_INIT request that offered io_uring and its reply:
  * the init handler then limits max_write to the ring's payload size.
