@@ -221,15 +221,17 @@ _Static_assert (offsetof (struct fuse_init_in, flags2) == 16,
 /* Requests in flight per kernel queue (so 32 for queue depth 32 on 2
  * CPUs), shared out among the queue's threads (uring_threads=, 1 to
  * URING_THREADS_MAX), each with its own ring.  The kernel hands a new
- * request to the entry that became free last, so with one thread per
- * queue a busy thread finds the next requests waiting when it asks for
- * more, without sleeping; with two, the idle one is woken instead.  But a
- * loop device's requests mostly come from one CPU at a time, so one
+ * request to the entry that became free last (fs/fuse/dev_uring.c puts
+ * free entries at the head of its list), so with one thread per queue a
+ * busy thread finds the next requests waiting when it asks for more,
+ * without sleeping; with two, the idle one is often woken instead.  But
+ * a loop device's requests mostly come from one CPU at a time, so one
  * thread per queue serves them all on one CPU at a time.  Measured on 2
- * CPUs (fio, 2026-11-25): one thread of 16 entries against two of 8 did
- * about 4 % more 4 KiB random reads and 5-10 % more random writes at
- * queue depth 16, but 25 % fewer 128 KiB sequential reads.  Pinning a
- * thread to its queue's CPU cost sequential I/O a third.
+ * CPUs (fio at queue depth 16 on a loop device, 2026-11-25), one thread
+ * of 16 entries against two of 8: 122K against 111K 4 KiB random reads a
+ * second, 95K against 92K random writes (and steadier), but 3.6 against
+ * 4.0 GB/s of 128 KiB sequential reads.  Pinning a thread to its queue's
+ * CPU cost sequential I/O a third.
  */
 #define URING_QUEUE_DEPTH 16
 #define URING_MAX_ENTRIES URING_QUEUE_DEPTH
