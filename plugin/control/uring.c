@@ -49,7 +49,8 @@
  *
  * The batch: a thread takes every completed entry, serves each, queues
  * its COMMIT_AND_FETCH, and submits them all in the io_uring_enter that
- * waits for the next.
+ * waits for the next; after a batch of writes, that waits for two
+ * requests for a few microseconds (ring_wait).
  *
  * A read of `disk` goes straight into the entry's payload
  * (uring_reply_buffer), so the reply has nothing left to copy.
@@ -236,6 +237,32 @@ _Static_assert (offsetof (struct fuse_init_in, flags2) == 16,
 #define URING_QUEUE_DEPTH 16
 #define URING_MAX_ENTRIES URING_QUEUE_DEPTH
 
+/* After a wake that brought two requests or more, writes among them, a
+ * thread asks to be woken for two, or for one after this long: one wake
+ * and one batch of commits (one completion softirq) for two writes.
+ * Writes cost the server a compression each and keep it busy, so the
+ * next requests are usually already waiting; reads are cheap, and made
+ * to wait they lose more in latency than the saved wake-ups give.
+ * Measured on 2 CPUs, 4 KiB at queue depth 16: random writes about 5 %
+ * up with 3 or 5 us (10 us was erratic), random reads about 3 % down
+ * when reads were paired too.  Never at queue depth 1: a lone request
+ * never pairs.
+ */
+#define URING_PAIR_WAIT_US 5
+
+/* IORING_ENTER_EXT_ARG's argument as Linux 6.12 has it (Debian 12's
+ * headers call min_wait_usec "pad"), and the feature bit saying so.
+ */
+struct uring_getevents_arg {
+  uint64_t sigmask;
+  uint32_t sigmask_sz;
+  uint32_t min_wait_usec;
+  uint64_t ts;
+};
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
+
 /* An entry's header page: the kernel's header at its start, the request's
  * fuse_in_header and op_in rebuilt at its end, just below the payload.
  */
@@ -267,6 +294,7 @@ struct uring_queue {
   struct io_uring ring;
   bool ring_ok;
   bool need_enable;           /* created IORING_SETUP_R_DISABLED */
+  bool min_wait_ok;           /* IORING_FEAT_MIN_TIMEOUT: ring_wait pairs */
   char *area;                 /* the entries' memory */
   size_t area_size;
   struct uring_ent ents[URING_MAX_ENTRIES];
@@ -521,8 +549,10 @@ ring_reply_err (struct uring_ent *e, int err)
   e->replied = true;
 }
 
-/* One request from the ring, through libfuse's dispatcher. */
-static void
+/* One request from the ring, through libfuse's dispatcher.  Returns its
+ * opcode.
+ */
+static uint32_t
 serve (struct uring_queue *q, struct uring_ent *e)
 {
   struct uring *u = q->u;
@@ -543,7 +573,7 @@ serve (struct uring_queue *q, struct uring_ent *e)
                   "of %" PRIu32 ": answering EIO", e->unique, in.opcode,
                   in.len, psz);
     ring_reply_err (e, EIO);
-    return;
+    return in.opcode;
   }
   start = e->payload - sizeof in - oplen;
   memcpy (start, &in, sizeof in);
@@ -567,6 +597,41 @@ serve (struct uring_queue *q, struct uring_ent *e)
                   "answering EIO", in.opcode);
     ring_reply_err (e, EIO);
   }
+  return in.opcode;
+}
+
+/* Submits the queued commits and waits for requests: for one, or, with
+ * pair, for two, but for one only once URING_PAIR_WAIT_US have passed
+ * (IORING_ENTER_EXT_ARG's min_wait_usec, Linux 6.12).  Debian's liburing
+ * 2.3 has no call for that, so the SQ tail is published here as its
+ * io_uring_submit would.
+ */
+static int
+ring_wait (struct uring_queue *q, bool pair)
+{
+  struct io_uring_sq *sq = &q->ring.sq;
+  struct __kernel_timespec ts = { .tv_sec = 1 };
+  struct uring_getevents_arg arg = {
+    .sigmask_sz = _NSIG / 8, .min_wait_usec = URING_PAIR_WAIT_US,
+    .ts = (uintptr_t) &ts,
+  };
+  unsigned tail;
+  int r;
+
+  if (!pair || !q->min_wait_ok)
+    return io_uring_submit_and_wait (&q->ring, 1);
+  tail = sq->sqe_tail;
+  if (sq->sqe_head != tail) {
+    sq->sqe_head = tail;
+    io_uring_smp_store_release (sq->ktail, tail);
+  }
+  r = syscall (__NR_io_uring_enter, q->ring.ring_fd,
+               tail - io_uring_smp_load_acquire (sq->khead), 2,
+               IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+               &arg, sizeof arg);
+  if (r == -1)
+    return errno == ETIME ? 0 : -errno;
+  return r;
 }
 
 static bool
@@ -583,8 +648,8 @@ queue_thread (void *arg)
   struct uring *u = q->u;
   struct io_uring_sqe *sqe;
   struct io_uring_cqe *cqe;
-  unsigned live = q->nr_ents, i, head, n;
-  bool stop = false, said = false;
+  unsigned live = q->nr_ents, i, head, n, writes;
+  bool stop = false, said = false, pair = false;
   int r;
 
   {
@@ -623,13 +688,13 @@ queue_thread (void *arg)
                   "of %zu KiB", q->qid, q->nr_ents, u->payload >> 10);
 
   while (!stop && live > 0) {
-    r = io_uring_submit_and_wait (&q->ring, 1);
+    r = ring_wait (q, pair);
     if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
       nbdkit_error ("control: FUSE over io_uring: queue %u: "
                     "io_uring_enter: %s", q->qid, strerror (-r));
       break;
     }
-    n = 0;
+    n = writes = 0;
     io_uring_for_each_cqe (&q->ring, head, cqe) {
       struct uring_ent *e;
 
@@ -653,11 +718,13 @@ queue_thread (void *arg)
         }
         continue;
       }
-      serve (q, e);
+      if (serve (q, e) == FUSE_WRITE)
+        writes++;
       prep_cmd (q, get_sqe (&q->ring), FUSE_IO_URING_CMD_COMMIT_AND_FETCH,
                 e);
     }
     io_uring_cq_advance (&q->ring, n);
+    pair = n >= 2 && writes > 0;
   }
   /* Answers still queued go to the kernel before the ring closes. */
   io_uring_submit (&q->ring);
@@ -708,11 +775,13 @@ ring_create (struct uring_queue *q)
 
   /* Room for every entry's command and the stop poll, twice over. */
   for (i = 0; i < sizeof flag_sets / sizeof flag_sets[0]; i++) {
-    r = io_uring_queue_init (2 * (q->nr_ents + 1), &q->ring,
-                             flag_sets[i]);
+    struct io_uring_params p = { .flags = flag_sets[i] };
+
+    r = io_uring_queue_init_params (2 * (q->nr_ents + 1), &q->ring, &p);
     if (r == 0) {
       q->ring_ok = true;
       q->need_enable = flag_sets[i] & IORING_SETUP_R_DISABLED;
+      q->min_wait_ok = p.features & IORING_FEAT_MIN_TIMEOUT;
       return 0;
     }
     if (r != -EINVAL)
