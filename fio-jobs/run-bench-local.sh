@@ -53,9 +53,10 @@
 # randread/randwrite, 4.0x/3.4x nbdfuse, 0.35x the kernel's; 128 KiB
 # sequential 2.3/1.7 GB/s, 1.9x/1.7x nbdfuse, 0.56x/0.72x the kernel's.
 # With FUSE over io_uring (enable_uring=Y, 2026-11-25, same machine):
-# disk 122K/95K IOPS, 0.51x/0.51x the kernel's, 4.8x/3.7x nbdfuse;
-# 128 KiB sequential 3.6/2.4 GB/s, 0.89x/1.03x the kernel's (disk2, two
-# ring threads per CPU: 4.0/2.5 GB/s, but 0.46x/0.50x at 4 KiB).
+# disk 119K/97K IOPS, 0.49x/0.51x the kernel's (0.51x/0.51x and
+# 0.51x/0.49x in two more runs), 4.8x/3.7x nbdfuse; 128 KiB sequential
+# 3.6/2.6 GB/s, 0.85x/1.06x the kernel's (disk2, two ring threads per
+# CPU: 4.0 GB/s sequential reads over 6 runs, but less at 4 KiB).
 here=$(cd "$(dirname "$0")" && pwd)
 prog=run-bench-local
 source "$here/bench-lib.sh"   # set -euo pipefail, $src, $PLUGIN, die, log, stop_pid

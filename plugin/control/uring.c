@@ -229,9 +229,9 @@ _Static_assert (offsetof (struct fuse_init_in, flags2) == 16,
  * a loop device's requests mostly come from one CPU at a time, so one
  * thread per queue serves them all on one CPU at a time.  Measured on 2
  * CPUs (fio at queue depth 16 on a loop device, 2026-11-25), one thread
- * of 16 entries against two of 8: 122K against 111K 4 KiB random reads a
- * second, 95K against 92K random writes (and steadier), but 3.6 against
- * 4.0 GB/s of 128 KiB sequential reads.  Pinning a thread to its queue's
+ * of 16 entries against two of 8, medians of 6 runs: 120K against 113K
+ * 4 KiB random reads a second, 95K against 92K random writes (and
+ * steadier), but 3.6 against 4.0 GB/s of 128 KiB sequential reads.  Pinning a thread to its queue's
  * CPU cost sequential I/O a third.
  */
 #define URING_QUEUE_DEPTH 16
