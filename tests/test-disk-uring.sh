@@ -31,6 +31,7 @@ verbose=(-v -D zram.control=1)
 [ -n "${SANITIZERS:-}" ] && verbose=()
 start_ctl "${verbose[@]}" -- size=128M uring=on 2>"$log"
 cleanup_fn '[ "$rc" -ne 0 ] && { echo "--- nbdkit log:"; grep -E "error|uring" "'"$log"'" | tail -20; }'
+cleanup_fn '[ "$rc" -ne 0 ] && [ -s "'"$tmpdir/nbdkit2.log"'" ] && { echo "--- uring_threads=2 nbdkit log:"; grep -vE "debug: (zram|control): [^F]" "'"$tmpdir/nbdkit2.log"'" | tail -60; }'
 
 # ring_ticks: the CPU time (clock ticks) of nbdkit's ring threads, which
 # exist only once the rings are set up, one per possible CPU.

@@ -995,10 +995,22 @@ session_thread (void *arg)
   return NULL;
 }
 
+/* Registered with the plugin's own __dso_handle, which is what atexit()
+ * does in a shared object under glibc: it then runs when nbdkit unloads
+ * the plugin, or at exit if that comes first, and never after the
+ * plugin's code is gone.  Calling atexit() would do the same, but TSan
+ * intercepts atexit() and keeps the handler for the very end of the
+ * process, after the unload, where calling it crashes nbdkit.
+ */
+extern void *__dso_handle;
+extern int __cxa_atexit (void (*fn) (void *), void *arg, void *dso);
+
 static void
-control_atexit (void)
+control_atexit (void *arg)
 {
   struct control *c;
+
+  (void) arg;
 
   pthread_mutex_lock (&live_lock);
   c = live;
@@ -1088,7 +1100,8 @@ control_start (struct zram *zram, const char *dir,
 
   pthread_mutex_lock (&live_lock);
   live = c;
-  if (!atexit_registered && atexit (control_atexit) == 0)
+  if (!atexit_registered &&
+      __cxa_atexit (control_atexit, NULL, __dso_handle) == 0)
     atexit_registered = true;
   pthread_mutex_unlock (&live_lock);
   nbdkit_debug ("control: mounted on %s", dir);
