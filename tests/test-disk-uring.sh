@@ -1,8 +1,9 @@
 #!/bin/bash
 # `disk` served over FUSE io_uring (uring=on, with the fuse module's
 # enable_uring set to Y for the test and put back after): the ring really
-# serves the requests, with uring_threads= threads per possible CPU (nbdkit's debug output says each queue is serving,
-# and how many requests it served at the end); NBD and file I/O
+# serves the requests, with uring_threads= threads per possible CPU
+# (nbdkit's debug output says each queue is serving, and how many
+# requests it served at the end); NBD and file I/O
 # interleaved on the same blocks; fio with verification at queue depth 32
 # on a loop device; discard frees blocks; reset is EBUSY while the loop
 # device holds `disk`; unmounting with the loop device still attached
