@@ -47,10 +47,11 @@
  * libfuse 3.14 cannot set it (disk_reply_open).
  *
  * FUSE over io_uring (uring.c): where the kernel offers it, requests come
- * through io_urings (two per CPU) instead of /dev/fuse, into the same
- * handlers through libfuse's own dispatcher; the classic loop keeps
- * serving what stays on /dev/fuse (forgets, interrupts) and everything
- * where the rings are not in use.  uring=off leaves libfuse's I/O alone.
+ * through io_urings (uring_threads= per CPU) instead of /dev/fuse, into
+ * the same handlers through libfuse's own dispatcher; the classic loop
+ * keeps serving what stays on /dev/fuse (forgets, interrupts) and
+ * everything where the rings are not in use.  uring=off leaves libfuse's
+ * I/O alone.
  *
  * Still to do: poll(2) notification on the stats files.
  */

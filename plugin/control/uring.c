@@ -26,8 +26,8 @@
  *
  * Ours: uring_threads= threads per possible CPU's queue (1 by default),
  * each with its own ring (SQE128, for the command's 80-byte area) and
- * URING_QUEUE_DEPTH / threads entries registered on that queue.  An entry's
- * memory is one page for its header, then the payload buffer:
+ * URING_QUEUE_DEPTH / threads entries registered on that queue.  An
+ * entry's memory is one page for its header, then the payload buffer:
  *
  *   | fuse_uring_req_header ...  [in_header op_in] | payload ............ |
  *   ^ hdr (kernel)               ^ rebuilt here    ^ payload (kernel)
@@ -231,11 +231,10 @@ _Static_assert (offsetof (struct fuse_init_in, flags2) == 16,
  * CPUs (fio at queue depth 16 on a loop device, 2026-11-25), one thread
  * of 16 entries against two of 8, medians of 6 runs: 120K against 113K
  * 4 KiB random reads a second, 95K against 92K random writes (and
- * steadier), but 3.6 against 4.0 GB/s of 128 KiB sequential reads.  Pinning a thread to its queue's
- * CPU cost sequential I/O a third.
+ * steadier), but 3.6 against 4.0 GB/s of 128 KiB sequential reads.
+ * Pinning a thread to its queue's CPU cost sequential I/O a third.
  */
 #define URING_QUEUE_DEPTH 16
-#define URING_MAX_ENTRIES URING_QUEUE_DEPTH
 
 /* After a wake that brought two requests or more, writes among them, a
  * thread asks to be woken for two, or for one after this long: one wake
@@ -297,8 +296,8 @@ struct uring_queue {
   bool min_wait_ok;           /* IORING_FEAT_MIN_TIMEOUT: ring_wait pairs */
   char *area;                 /* the entries' memory */
   size_t area_size;
-  struct uring_ent ents[URING_MAX_ENTRIES];
-  unsigned nr_ents;           /* of ents[] in use */
+  struct uring_ent ents[URING_QUEUE_DEPTH];
+  unsigned nr_ents;           /* of ents[] in use: per thread's share */
   pthread_t thread;
   bool started;
   bool said_serving;
@@ -884,8 +883,7 @@ queues_start (struct uring *u)
   u->started = true;
   nbdkit_debug ("control: FUSE over io_uring: %u queues, %u threads of "
                 "%u entries each, %zu KiB payloads", u->nr_queues,
-                u->nr_rings, URING_QUEUE_DEPTH / u->threads,
-                u->payload >> 10);
+                u->nr_rings, u->queues[0].nr_ents, u->payload >> 10);
 }
 
 ssize_t

@@ -4,8 +4,8 @@
  * writev(2) on /dev/fuse.  Where the kernel offers it (CONFIG_FUSE_IO_URING
  * and /sys/module/fuse/parameters/enable_uring = Y), this moves them onto
  * io_urings instead, one or more per possible CPU, which saves most of the
- * system calls and wake-ups per request.  libfuse 3.14 knows nothing of it, so
- * this sits under libfuse as its custom I/O (fuse_session_custom_io): it
+ * system calls and wake-ups per request.  libfuse 3.14 knows nothing of it,
+ * so this sits under libfuse as its custom I/O (fuse_session_custom_io): it
  * sees the FUSE_INIT request and reply go by, accepts the kernel's offer
  * in the reply, then registers ring entries and feeds the requests that
  * arrive on them to libfuse's own dispatcher (fuse_session_process_buf),
