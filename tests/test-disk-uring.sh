@@ -28,14 +28,16 @@ echo Y > "$param"
 # uring=off as well), so sanitizer builds go without it and rely on the
 # ring threads' names and CPU time alone.
 log=$tmpdir/nbdkit.log
+log2=$tmpdir/nbdkit2.log      # the uring_threads=2 server's, below
 verbose=(-v -D zram.control=1)
 [ -n "${SANITIZERS:-}" ] && verbose=()
 start_ctl "${verbose[@]}" -- size=128M uring=on 2>"$log"
 cleanup_fn '[ "$rc" -ne 0 ] && { echo "--- nbdkit log:"; grep -E "error|uring" "'"$log"'" | tail -20; }'
-cleanup_fn '[ "$rc" -ne 0 ] && [ -s "'"$tmpdir/nbdkit2.log"'" ] && { echo "--- uring_threads=2 nbdkit log:"; grep -vE "debug: (zram|control): [^F]" "'"$tmpdir/nbdkit2.log"'" | tail -60; }'
+cleanup_fn '[ "$rc" -ne 0 ] && [ -s "'"$log2"'" ] && { echo "--- uring_threads=2 nbdkit log:"; grep -vE "debug: (zram|control): [^F]" "'"$log2"'" | tail -60; }'
 
-# ring_ticks: the CPU time (clock ticks) of nbdkit's ring threads, which
-# exist only once the rings are set up, one per possible CPU.
+# ring_ticks: the number of nbdkit's ring threads, which exist only once
+# the rings are set up (uring_threads= per possible CPU), and their CPU
+# time in clock ticks.
 ring_ticks ()
 {
     local t n=0 ticks=0 f
@@ -84,7 +86,6 @@ for r in open("/sys/devices/system/cpu/possible").read().strip().split(","):
 print(n)')
 [ "$1" -eq "$cpus" ] || fail "$1 ring threads with the default uring_threads=1, for $cpus possible CPUs"
 main_pid=$nbdkit_pid main_ctl=$ctl main_loop=$loop
-log2=$tmpdir/nbdkit2.log
 start_ctl "${verbose[@]}" -- size=128M uring=on uring_threads=2 2>"$log2"
 set -- $(ring_ticks)
 [ "$1" -eq $((2 * cpus)) ] || fail "$1 ring threads with uring_threads=2, for $cpus possible CPUs"
