@@ -1,7 +1,7 @@
-# Shared by run-bench.sh and run-bench-local.sh: source it after setting
-# $here (this folder) and $prog (the name messages start with).  Sets the
-# shell's options and environment, $src, $top_builddir and $PLUGIN, and
-# defines die, log and stop_pid.
+# Shared by run-bench.sh, run-bench-local.sh and bench-swap.sh: source it
+# after setting $here (this folder) and $prog (the name messages start
+# with).  Sets the shell's options and environment, $src, $top_builddir
+# and $PLUGIN, and defines die, log, wait_for and stop_pid.
 set -euo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 export LC_ALL=C
@@ -12,6 +12,14 @@ src=$(cd "$here/.." && pwd)
 
 die () { echo "$prog: $*" >&2; exit 1; }
 log () { echo "$prog: $*" >&2; }
+
+# wait_for SECS CMD...: until CMD succeeds, at most SECS seconds.
+wait_for ()
+{
+    local i
+    for (( i = 0; i < $1 * 10; i++ )); do "${@:2}" && return 0; sleep 0.1; done
+    return 1
+}
 
 # stop_pid PID: SIGTERM, then SIGKILL after 10 s; reaps it.
 stop_pid ()

@@ -15,13 +15,10 @@
 # memory cgroup limited to LIMIT_MIB, touches it twice in scattered order
 # and checks every byte.  Needs root.  The kernel's zram is reset after
 # use, also when interrupted.
-set -euo pipefail
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 here=$(cd "$(dirname "$0")" && pwd)
-src=$(cd "$here/.." && pwd)
-: "${top_builddir:=$src/build}"
-export top_srcdir=$src top_builddir
-export PLUGIN=${PLUGIN:-$top_builddir/plugin/.libs/nbdkit-zram-plugin.so}
+prog=bench-swap
+source "$here/bench-lib.sh"   # set -euo pipefail, $src, $PLUGIN, wait_for
+export top_srcdir=$src top_builddir PLUGIN
 size=${1:-1024} limit=${2:-256} reps=${3:-3} paths=${PATHS:-kzram disk nbdfuse}
 case " $paths " in *" kzram "*) ;; *) echo "bench-swap: PATHS must include kzram, the reference" >&2; exit 2 ;; esac
 workload=$top_builddir/tests/swap-workload
@@ -33,9 +30,6 @@ uzram=$src/scripts/uzram
 kz=/sys/block/zram0
 cleanup_fn "swapoff /dev/zram0 2>/dev/null; [ -e $kz/reset ] && echo 1 > $kz/reset"
 cg_create $((limit << 20))
-
-# wait_for SECS CMD...: until CMD succeeds, at most SECS seconds.
-wait_for () { local i; for (( i = 0; i < $1 * 10; i++ )); do "${@:2}" && return 0; sleep 0.1; done; return 1; }
 
 # run_one VIA: prints "seconds mem_used_max_bytes nbdkit_hwm_kib"
 run_one ()

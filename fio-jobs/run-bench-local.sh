@@ -59,7 +59,7 @@
 # CPU: 4.0 GB/s sequential reads over 6 runs, but less at 4 KiB).
 here=$(cd "$(dirname "$0")" && pwd)
 prog=run-bench-local
-source "$here/bench-lib.sh"   # set -euo pipefail, $src, $PLUGIN, die, log, stop_pid
+source "$here/bench-lib.sh"   # set -euo pipefail, $src, $PLUGIN, die, log, wait_for, stop_pid
 
 contenders=disk,nbdfuse,nbd,kzram
 jobs=randread-4k-qd16,randwrite-4k-qd16,seqread-128k,seqwrite-128k
@@ -133,8 +133,6 @@ for j in ${jobs//,/ }; do
         "$here/$j.fio" > "$tmp/kjobs/$j.fio"
 done
 
-wait_for () { local i; for (( i=0; i<200; i++ )); do eval "$1" && return 0; sleep 0.1; done; return 1; }
-
 # start CONTENDER N: brings it up and sets $uri or $dev.
 start ()
 {
@@ -155,11 +153,11 @@ start ()
     [ $c = disk2 ] && args+=(uring_threads=2)
     nbdkit "${args[@]}" 2>"$tmp/log/nbdkit-$n.log" &
     srv_pid=$!
-    wait_for "[ -S '$sock' ]" || { log "nbdkit did not start: $(tail -2 "$tmp/log/nbdkit-$n.log")"; return 1; }
+    wait_for 20 test -S "$sock" || { log "nbdkit did not start: $(tail -2 "$tmp/log/nbdkit-$n.log")"; return 1; }
     case $c in
         nbd) uri="nbd+unix:///?socket=$sock" ;;
         disk|disk2|base|classic)
-            wait_for "[ -f '$tmp/ctl$n/disk' ]" || return 1
+            wait_for 20 test -f "$tmp/ctl$n/disk" || return 1
             loopdev=$(losetup --direct-io=on --find --show "$tmp/ctl$n/disk")
             dev=$loopdev ;;
         nbdfuse)
@@ -167,7 +165,7 @@ start ()
             mkdir -p "$fusedir"
             nbdfuse "$fusedir" --unix "$sock" >"$tmp/log/nbdfuse-$n.log" 2>&1 &
             fuse_pid=$!
-            wait_for "[ -f '$fusedir/nbd' ]" || { log "nbdfuse did not start"; return 1; }
+            wait_for 20 test -f "$fusedir/nbd" || { log "nbdfuse did not start"; return 1; }
             loopdev=$(losetup --direct-io=on --find --show "$fusedir/nbd")
             dev=$loopdev ;;
     esac
