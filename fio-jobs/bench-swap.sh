@@ -31,7 +31,10 @@ kz=/sys/block/zram0
 cleanup_fn "swapoff /dev/zram0 2>/dev/null; [ -e $kz/reset ] && echo 1 > $kz/reset"
 cg_create $((limit << 20))
 
-# run_one VIA: prints "seconds mem_used_max_bytes nbdkit_hwm_kib"
+# run_one VIA: prints "seconds mem_used_max_bytes nbdkit_hwm_kib".  Runs in
+# this shell, not a $(...) subshell, so that the clean-ups it registers
+# (cleanup_fn) run at exit if it fails half-way; each is guarded so that
+# it does nothing once run_one has stopped what it started.
 run_one ()
 {
     local via=$1 dev name=bench-$1-$$ t0 t1 mm hwm=0 pid
@@ -40,14 +43,14 @@ run_one ()
         mkdir -p "$zd/fuse"
         nbdkit -f -U "$zd/sock" --threads $(( 2 * $(nproc) )) memory 2G allocator=zstd 2> "$zd/nbdkit.log" &
         npid=$!
-        cleanup_fn "kill $npid 2>/dev/null"
+        cleanup_fn "[ -d $zd ] && kill $npid 2>/dev/null"
         wait_for 20 test -S "$zd/sock" || return 1
         nbdfuse "$zd/fuse" --unix "$zd/sock" < /dev/null > "$zd/nbdfuse.log" 2>&1 &
         fpid=$!
-        cleanup_fn "timeout 20 fusermount3 -u $zd/fuse 2>/dev/null; kill $fpid 2>/dev/null"
+        cleanup_fn "[ -d $zd ] && { timeout 20 fusermount3 -u $zd/fuse 2>/dev/null; kill $fpid 2>/dev/null; }"
         wait_for 20 test -e "$zd/fuse/nbd" || return 1
         dev=$(timeout 30 losetup --direct-io=on --find --show "$zd/fuse/nbd") || return 1
-        cleanup_fn "swapoff $dev 2>/dev/null; losetup -d $dev 2>/dev/null"
+        cleanup_fn "[ -d $zd ] && { swapoff $dev 2>/dev/null; losetup -d $dev 2>/dev/null; }"
         mkswap "$dev" >/dev/null && timeout 60 swapon --discard "$dev" || return 1
         t0=$(date +%s.%N)
         cg_run timeout 900 "$workload" "$size" 2 > "$tmpdir/w.out" 2>&1 || { cat "$tmpdir/w.out" >&2; return 1; }
@@ -56,6 +59,7 @@ run_one ()
         timeout 300 swapoff "$dev"; timeout 30 losetup -d "$dev"
         timeout 20 fusermount3 -u "$zd/fuse"; kill "$fpid" 2>/dev/null; wait "$fpid" 2>/dev/null
         kill "$npid"; wait "$npid" 2>/dev/null
+        rm -rf "$zd"    # all stopped: the clean-ups above now do nothing
         echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') $((hwm * 1024)) $hwm"
         return 0
     fi
@@ -66,6 +70,9 @@ run_one ()
         mkswap /dev/zram0 >/dev/null && timeout 60 swapon --discard /dev/zram0 || return 1
         dev=/dev/zram0
     else
+        # Down at exit too, should the workload fail (up's own failures
+        # tear down what they started; down removes the directory).
+        cleanup_fn "[ -d $UZRAM_RUN/$name ] && timeout 300 $uzram down $name >/dev/null"
         dev=$(timeout 120 "$uzram" up --size 2G --swap --via "$via" --name "$name") || return 1
         pid=$(cat "$UZRAM_RUN/$name/nbdkit.pid")
     fi
@@ -86,7 +93,8 @@ run_one ()
 declare -A res
 for r in $(seq "$reps"); do
     for via in $paths; do
-        out=$(run_one $via) || { echo "bench-swap: $via failed" >&2; exit 1; }
+        run_one $via > "$tmpdir/one.out" || { echo "bench-swap: $via failed" >&2; exit 1; }
+        out=$(cat "$tmpdir/one.out")
         echo "rep $r $via: $out" >&2
         res[$via]+="$out"$'\n'
     done
