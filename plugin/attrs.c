@@ -11,13 +11,17 @@
  * lax (memparse stops at the first bad character, octal "010") we are
  * strict: a write that does not parse whole is EINVAL and changes nothing.
  *
- * Still to do: algorithm_params (no engine support for levels or
- * dictionaries), writeback and its files (bd_stat, backing_dev).
+ * algorithm_params takes zram's priority=, algo= and level=, but not its
+ * dict= (no dictionaries) and only priority 0 (no recompression); where
+ * zram ignores a parameter it does not know, that is EINVAL here.
+ *
+ * Still to do: writeback and its files (bd_stat, backing_dev).
  */
 #include <config.h>
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +29,7 @@
 #include <time.h>
 
 #include "attrs.h"
+#include "comp.h"
 #include "engine.h"
 #include "zsmalloc.h"
 
@@ -171,6 +176,69 @@ comp_algorithm_store (struct zram *zram, const char *buf, size_t len)
   if (!names[i])
     return -EINVAL;
   r = zram_set_comp_algorithm (zram, name);
+  return r < 0 ? r : (ssize_t) len;
+}
+
+/* kstrtoint (base 10): an optional sign, then decimal digits, the whole
+ * of the string; -ERANGE when it does not fit an int.
+ */
+static int
+parse_int (const char *s, int *out)
+{
+  bool neg = *s == '-';
+  uint64_t v;
+  size_t used, n;
+
+  if (*s == '-' || *s == '+')
+    s++;
+  n = strlen (s);
+  if (n == 0 || strspn (s, "0123456789") != n)
+    return -EINVAL;
+  if (parse_u64 (s, n, &v, &used) || v > (uint64_t) INT_MAX + neg)
+    return -ERANGE;
+  *out = neg ? (int) -(int64_t) v : (int) v;
+  return 0;
+}
+
+/* zram's algorithm_params_store: space-separated name=value pairs, all
+ * checked before anything changes.  No pair at all resets the level, as
+ * zram's comp_params_store does.
+ */
+static ssize_t
+algorithm_params_store (struct zram *zram, const char *buf, size_t len)
+{
+  char args[ZRAM_ATTR_MAX_WRITE + 1], *save, *tok;
+  const char *algo = NULL;
+  int level = ZCOMP_LEVEL_DEFAULT, prio = 0, r;
+
+  if (len >= sizeof args || memchr (buf, '\0', len))
+    return -EINVAL;
+  memcpy (args, buf, len);
+  args[len] = '\0';
+  for (tok = strtok_r (args, " \t\n", &save); tok;
+       tok = strtok_r (NULL, " \t\n", &save)) {
+    char *val = strchr (tok, '=');
+
+    if (val == NULL || val[1] == '\0')
+      return -EINVAL;           /* as zram: every name needs a value */
+    *val++ = '\0';
+    if (strcmp (tok, "priority") == 0) {
+      if ((r = parse_int (val, &prio)) < 0)
+        return r;
+    }
+    else if (strcmp (tok, "level") == 0) {
+      if ((r = parse_int (val, &level)) < 0)
+        return r;
+    }
+    else if (strcmp (tok, "algo") == 0)
+      algo = val;
+    else
+      return -EINVAL;           /* dict=, deflate.winbits=, unknown */
+  }
+  /* Only the primary algorithm: there is no recompression. */
+  if (!algo && prio != 0)
+    return -EINVAL;
+  r = zram_set_comp_params (zram, algo, level);
   return r < 0 ? r : (ssize_t) len;
 }
 
@@ -428,6 +496,7 @@ const struct zram_attr zram_attrs[] = {
   { "mem_used_max",   0200, NULL,                mem_used_max_store },
   { "idle",           0200, NULL,                idle_store },
   { "comp_algorithm", 0644, comp_algorithm_show, comp_algorithm_store },
+  { "algorithm_params", 0200, NULL,              algorithm_params_store },
   { "io_stat",        0444, io_stat_show,        NULL },
   { "mm_stat",        0444, mm_stat_show,        NULL },
   { "debug_stat",     0444, debug_stat_show,     NULL },

@@ -16,10 +16,13 @@
  *       compresses about 8 % faster than lzo1x_1 (830 against 765 MB/s on
  *       one core here), whose per-call dictionary clearing was 4 % of
  *       nbdkit's time in a 4 KiB random-write profile.
+ *       No levels: a level is ignored, as Linux's lzo backend does.
  * lz4:  LZ4_compress_fast_extState at acceleration 1 (LZ4_compress_default,
- *       as Linux's "lz4"); LZ4_decompress_safe.
- * zstd: level 1, one compression and one decompression context per thread;
- *       ZSTD_decompressDCtx, which checks every bound.
+ *       as Linux's "lz4") or the level given (lz4 takes <1 as 1 and caps
+ *       it at 65537); LZ4_decompress_safe.
+ * zstd: level 1 or the level given (zstd clamps it to its range; 0 is its
+ *       default, 3), one compression and one decompression context per
+ *       thread; ZSTD_decompressDCtx, which checks every bound.
  */
 #include <config.h>
 
@@ -50,8 +53,11 @@ struct zcomp {
   unsigned index;                           /* in comp_thread.work */
   void *(*work_new) (void);                 /* NULL: needs no work memory */
   void (*work_free) (void *work);
-  /* Returns the compressed length, or 0 if the library failed. */
-  size_t (*compress) (void *work, const void *src, void *dst, size_t cap);
+  /* Returns the compressed length, or 0 if the library failed.  level:
+   * ZCOMP_LEVEL_DEFAULT or the backend's own.
+   */
+  size_t (*compress) (void *work, int level, const void *src, void *dst,
+                      size_t cap);
   /* Returns 0 if exactly PAGE_BYTES came out, else -1. */
   int (*decompress) (void *work, const void *src, size_t len, void *dst);
 };
@@ -65,10 +71,11 @@ lzo_work_new (void)
 }
 
 static size_t
-lzo_compress (void *work, const void *src, void *dst, size_t cap)
+lzo_compress (void *work, int level, const void *src, void *dst, size_t cap)
 {
   lzo_uint len = cap;
 
+  (void) level;
   if (lzo1x_1_15_compress (src, PAGE_BYTES, dst, &len, work) != LZO_E_OK)
     return 0;
   return len;
@@ -95,9 +102,10 @@ lz4_work_new (void)
 }
 
 static size_t
-lz4_compress (void *work, const void *src, void *dst, size_t cap)
+lz4_compress (void *work, int level, const void *src, void *dst, size_t cap)
 {
-  int r = LZ4_compress_fast_extState (work, src, dst, PAGE_BYTES, cap, 1);
+  int accel = level == ZCOMP_LEVEL_DEFAULT ? 1 : level;
+  int r = LZ4_compress_fast_extState (work, src, dst, PAGE_BYTES, cap, accel);
 
   return r > 0 ? (size_t) r : 0;
 }
@@ -114,8 +122,8 @@ lz4_decompress (void *work, const void *src, size_t len, void *dst)
 /* --- zstd --- */
 
 #ifdef HAVE_ZSTD
-/* Level 1: the fastest of zstd's standard levels; Linux's zram defaults to
- * zstd's level 3 unless algorithm_params says otherwise.
+/* Unless algorithm_params gives a level: 1, the fastest of zstd's standard
+ * levels.  Linux's zram uses zstd's default, 3.
  */
 #define ZSTD_LEVEL 1
 
@@ -154,11 +162,12 @@ zstd_work_new (void)
 }
 
 static size_t
-zstd_compress (void *work, const void *src, void *dst, size_t cap)
+zstd_compress (void *work, int level, const void *src, void *dst, size_t cap)
 {
   struct zstd_work *w = work;
   size_t r = ZSTD_compressCCtx (w->cctx, dst, cap, src, PAGE_BYTES,
-                                ZSTD_LEVEL);
+                                level == ZCOMP_LEVEL_DEFAULT ? ZSTD_LEVEL
+                                                             : level);
 
   return ZSTD_isError (r) ? 0 : r;
 }
@@ -289,7 +298,7 @@ zcomp_names (void)
 }
 
 int
-zcomp_compress (const struct zcomp *comp, const void *src,
+zcomp_compress (const struct zcomp *comp, int level, const void *src,
                 const void **dst, size_t *dst_len)
 {
   struct comp_thread *t;
@@ -300,7 +309,7 @@ zcomp_compress (const struct zcomp *comp, const void *src,
   t = get_thread (comp, &work, &err);
   if (t == NULL)
     return err;
-  len = comp->compress (work, src, t->out, sizeof t->out);
+  len = comp->compress (work, level, src, t->out, sizeof t->out);
   if (len == 0)
     return -EIO;
   *dst = t->out;

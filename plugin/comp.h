@@ -8,15 +8,25 @@
  * backend and freed when the thread exits (a pthread key destructor): the
  * compressors share nothing and take no locks.
  *
- * Still to do: algorithm_params (zstd level, lz4 acceleration) and
- * recompression with a secondary algorithm, as Linux 6.x zram has.
+ * A level (algorithm_params' level=) is passed with every compression,
+ * as zram's backends take it: zstd's compression level, lz4's
+ * acceleration; lzo has none and ignores it.  ZCOMP_LEVEL_DEFAULT is each
+ * backend's own default.
+ *
+ * Still to do: recompression with a secondary algorithm, as Linux 6.x zram
+ * has.
  */
 #ifndef UZRAM_COMP_H
 #define UZRAM_COMP_H
 
 #include <stddef.h>
 
+#include <limits.h>
+
 struct zcomp;
+
+/* No level given: the backend's default (zram's ZCOMP_PARAM_NOT_SET). */
+#define ZCOMP_LEVEL_DEFAULT INT_MIN
 
 /* The backend called name, or NULL if it is not built in. */
 const struct zcomp *zcomp_find (const char *name);
@@ -27,13 +37,15 @@ const char *zcomp_name (const struct zcomp *comp);
  */
 const char *const *zcomp_names (void);
 
-/* Compresses the 4096 bytes at src into the calling thread's buffer.  On
+/* Compresses the 4096 bytes at src, at level (ZCOMP_LEVEL_DEFAULT, or
+ * any int: out-of-range levels are clamped as zstd and lz4 clamp them),
+ * into the calling thread's buffer.  On
  * success sets *dst (valid until this thread's next zcomp_compress) and
  * *dst_len, and returns 0.  Returns -ENOMEM when the thread's work memory
  * cannot be allocated, -EIO if the library fails.  The result may be
  * larger than 4096 bytes for incompressible input.
  */
-int zcomp_compress (const struct zcomp *comp, const void *src,
+int zcomp_compress (const struct zcomp *comp, int level, const void *src,
                     const void **dst, size_t *dst_len);
 
 /* Decompresses src_len bytes at src, which must give exactly 4096 bytes, to

@@ -247,6 +247,7 @@ struct zram {
   struct zs_pool *pool;
   size_t huge_class_size;               /* objects this big are stored raw */
   const struct zcomp *comp;             /* atomic: read without the lock */
+  int comp_level;                       /* algorithm_params' level; atomic */
 
   const struct zcomp *default_comp;     /* what reset returns to */
   uint64_t default_mem_limit;
@@ -494,7 +495,9 @@ prepare_page (struct zram *zram, const unsigned char *page,
     return 0;
   }
 
-  r = zcomp_compress (zram->comp, page, &data, &len);
+  r = zcomp_compress (zram->comp,
+                      __atomic_load_n (&zram->comp_level, __ATOMIC_RELAXED),
+                      page, &data, &len);
   if (r < 0)
     return r;
   val->flags = 0;
@@ -899,6 +902,7 @@ zram_create_with (const struct zs_ops *pages)
     return NULL;
   }
   zram->default_comp = zram->comp = zcomp_find ("lzo");
+  zram->comp_level = ZCOMP_LEVEL_DEFAULT;
   if (pages) {
     zram->has_pages = true;
     zram->pages = *pages;
@@ -957,6 +961,24 @@ zram_set_comp_algorithm (struct zram *zram, const char *name)
     r = -EBUSY;
   else
     __atomic_store_n (&zram->comp, comp, __ATOMIC_RELAXED);
+  pthread_rwlock_unlock (&zram->init_lock);
+  return r;
+}
+
+int
+zram_set_comp_params (struct zram *zram, const char *algo, int level)
+{
+  int r = 0;
+
+  pthread_rwlock_wrlock (&zram->init_lock);
+  if (algo && strcmp (algo, zcomp_name (zram->comp)) != 0)
+    r = -EINVAL;
+  else if (zram->table == NULL)
+    __atomic_store_n (&zram->comp_level, level, __ATOMIC_RELAXED);
+  /* Initialised: Linux 6.18 takes the write and changes nothing, since
+   * its compressor took its level at initialisation and reset clears
+   * them.  Likewise.
+   */
   pthread_rwlock_unlock (&zram->init_lock);
   return r;
 }
@@ -1079,8 +1101,12 @@ zram_reset (struct zram *zram)
     r = -EBUSY;
   else {
     teardown (zram);
-    /* Linux 6.18 goes back to its default compressor and no limit. */
+    /* Linux 6.18 goes back to its default compressor, without
+     * algorithm_params, and no limit.
+     */
     __atomic_store_n (&zram->comp, zram->default_comp, __ATOMIC_RELAXED);
+    __atomic_store_n (&zram->comp_level, ZCOMP_LEVEL_DEFAULT,
+                      __ATOMIC_RELAXED);
     zram_set_mem_limit (zram, zram->default_mem_limit);
   }
   pthread_rwlock_unlock (&zram->init_lock);

@@ -94,6 +94,13 @@ void zram_destroy (struct zram *zram);
 
 /* -EBUSY once initialised; -EINVAL for a name not built in. */
 int zram_set_comp_algorithm (struct zram *zram, const char *name);
+/* algorithm_params: the compression level (ZCOMP_LEVEL_DEFAULT: the
+ * algorithm's own) for the current algorithm, taken at initialisation;
+ * algo, if not NULL, must name the current algorithm (-EINVAL
+ * otherwise).  Once initialised it succeeds and changes nothing, as in
+ * Linux 6.18.  comp_algorithm does not clear the level; reset does.
+ */
+int zram_set_comp_params (struct zram *zram, const char *algo, int level);
 /* The current algorithm's name, e.g. "lzo". */
 const char *zram_comp_algorithm (struct zram *zram);
 /* The algorithms built in, NULL-terminated, in the order the comp_algorithm

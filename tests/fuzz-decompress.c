@@ -126,7 +126,7 @@ main (void)
       const void *z;
 
       make_page (page, k);
-      if (zcomp_compress (comps[c], page, &z, &len) != 0)
+      if (zcomp_compress (comps[c], ZCOMP_LEVEL_DEFAULT, page, &z, &len) != 0)
         abort ();
       memcpy (buf, z, len);
       /* The intact stream decodes to the page. */

@@ -197,6 +197,119 @@ test_formats_and_rules (void)
   expect_show ("disksize", "0\n");
 }
 
+/* The compressed size of 64 pages of text-like data (words drawn from a
+ * small vocabulary) written to a fresh device with algorithm alg and
+ * algorithm_params params (NULL: none), and late written after disksize.
+ */
+static uint64_t
+compressed_size (const char *alg, const char *params, const char *late)
+{
+  static const char *const words[] = {
+    "zram ", "page ", "swap ", "compress ", "memory ", "block ", "device ",
+    "the ", "of ", "and ", "a ", "to ", "in ", "is ", "object ", "class ",
+  };
+  char *buf = malloc (64 * BS);
+  unsigned seed = 7;
+  size_t at = 0;
+  uint64_t size;
+
+  CHECK (buf);
+  while (at < 64 * BS) {
+    const char *w = words[rand_r (&seed) % 16];
+    size_t n = strlen (w);
+    memcpy (buf + at, w, n < 64 * BS - at ? n : 64 * BS - at);
+    at += n;
+  }
+  expect_store ("comp_algorithm", alg, 0);
+  if (params)
+    expect_store ("algorithm_params", params, 0);
+  expect_store ("disksize", "1M", 0);
+  if (late)
+    expect_store ("algorithm_params", late, 0);
+  CHECK (zram_write (zram, buf, 64 * BS, 0) == 0);
+  size = mm_field (2);
+  expect_store ("reset", "1", 0);
+  free (buf);
+  return size;
+}
+
+static bool
+built_in (const char *alg)
+{
+  const char *const *a;
+
+  for (a = zram_comp_algorithms (); *a; a++)
+    if (strcmp (*a, alg) == 0)
+      return true;
+  return false;
+}
+
+static void
+test_algorithm_params (void)
+{
+  /* zram's syntax: name=value pairs, every one checked first. */
+  expect_store ("algorithm_params", "level=3", 0);
+  expect_store ("algorithm_params", "level=-3\n", 0);
+  expect_store ("algorithm_params", "priority=0 level=+3", 0);
+  expect_store ("algorithm_params", " level=1\tpriority=0 \n", 0);
+  expect_store ("algorithm_params", "algo=lzo level=2", 0);
+  expect_store ("algorithm_params", "\n", 0);
+  expect_store ("algorithm_params", "level", EINVAL);
+  expect_store ("algorithm_params", "level=", EINVAL);
+  expect_store ("algorithm_params", "level=x", EINVAL);
+  expect_store ("algorithm_params", "level=3x", EINVAL);
+  expect_store ("algorithm_params", "level=--3", EINVAL);
+  expect_store ("algorithm_params", "level=2147483648", ERANGE);
+  expect_store ("algorithm_params", "level=-2147483649", ERANGE);
+  expect_store ("algorithm_params", "level=99999999999999999999", ERANGE);
+  /* Only the primary algorithm, and it must be the one named. */
+  expect_store ("algorithm_params", "priority=1 level=3", EINVAL);
+  expect_store ("algorithm_params", "priority=x level=3", EINVAL);
+  expect_store ("algorithm_params", "algo=nosuch level=3", EINVAL);
+  if (built_in ("zstd"))
+    expect_store ("algorithm_params", "algo=zstd level=3", EINVAL);
+  /* What zram takes and this device does not have, or zram ignores. */
+  expect_store ("algorithm_params", "dict=/etc/hostname", EINVAL);
+  expect_store ("algorithm_params", "deflate.winbits=9", EINVAL);
+  expect_store ("algorithm_params", "nosuch=1", EINVAL);
+  expect_store ("algorithm_params", "level=3 nosuch=1", EINVAL);
+
+  /* Once initialised, as Linux 6.18: taken, changing nothing (below);
+   * garbage and another algorithm are still EINVAL.
+   */
+  expect_store ("disksize", "1M", 0);
+  expect_store ("algorithm_params", "level=3", 0);
+  expect_store ("algorithm_params", "level=x", EINVAL);
+  expect_store ("algorithm_params", "algo=nosuch level=3", EINVAL);
+  expect_store ("reset", "1", 0);
+
+  /* The level reaches the compressor: zstd's and lz4's sizes follow it;
+   * no level, a level written once initialised, and reset give the
+   * default; comp_algorithm keeps it.
+   */
+  if (built_in ("zstd")) {
+    uint64_t dflt = compressed_size ("zstd", NULL, NULL);
+    uint64_t fast = compressed_size ("zstd", "level=-50", NULL);
+    uint64_t again = compressed_size ("zstd", NULL, NULL);   /* after reset */
+    uint64_t best = compressed_size ("zstd", "algo=zstd level=19", NULL);
+
+    CHECK (dflt > 0 && best < dflt && dflt < fast && again == dflt);
+    CHECK (compressed_size ("zstd", "level=1", NULL) == dflt);
+    CHECK (compressed_size ("zstd", NULL, "level=19") == dflt);
+    CHECK (compressed_size ("zstd", NULL, NULL) == dflt);
+    expect_store ("algorithm_params", "level=19", 0);
+    CHECK (compressed_size ("zstd", NULL, NULL) == best); /* lzo, then zstd */
+  }
+  if (built_in ("lz4")) {
+    uint64_t dflt = compressed_size ("lz4", NULL, NULL);
+
+    CHECK (compressed_size ("lz4", "level=65537", NULL) > dflt);
+    CHECK (compressed_size ("lz4", "level=0", NULL) == dflt);  /* <1 is 1 */
+  }
+  CHECK (compressed_size ("lzo", "level=9", NULL) ==
+         compressed_size ("lzo", NULL, NULL));
+}
+
 /* --- threads: I/O against the table's show and store --- */
 
 static atomic_bool stop;
@@ -247,6 +360,7 @@ storer (void *arg)
     CHECK (store ("mem_used_max", "0") == 1);
     CHECK (store ("idle", "all") == 3);
     CHECK (store ("disksize", "1M") == -EBUSY);
+    CHECK (store ("algorithm_params", "level=1") == 7);
     CHECK (store ("mem_limit", "0") == 1);
   }
   return NULL;
@@ -282,6 +396,7 @@ main (void)
   CHECK (zram);
   test_parse_size ();
   test_formats_and_rules ();
+  test_algorithm_params ();
   test_threads ();
   zram_destroy (zram);
   printf ("PASS: test-attrs\n");

@@ -13,7 +13,7 @@ declare -A modes=(
     [debug_stat]=-r--r--r-- [stat]=-r--r--r-- [size]=-r--r--r--
     [classes]=-r--r--r--
     [reset]=--w------- [compact]=--w------- [mem_limit]=--w-------
-    [mem_used_max]=--w------- [idle]=--w-------
+    [mem_used_max]=--w------- [idle]=--w------- [algorithm_params]=--w-------
     [disk]=-rw-------
 )
 me=$(id -un)
@@ -82,6 +82,11 @@ done
 for v in $'\n' x -1 1Q 64MB 99999999999999999999999 "$long"; do
     expect_err "Invalid argument" "$ctl/mem_limit" "$v"
 done
+for v in level level= level=x priority=1 algo=nosuch dict=/etc/hostname \
+         "level=3 nosuch=1" "$long"; do
+    expect_err "Invalid argument" "$ctl/algorithm_params" "$v"
+done
+expect_err "Numerical result out of range" "$ctl/algorithm_params" level=9999999999
 expect_err "Invalid argument" "$ctl/idle" all          # nothing stored yet
 expect_err "Invalid argument" "$ctl/compact" 1         # not initialised
 expect_bytes "$ctl/initstate" $'0\n'
@@ -106,6 +111,8 @@ echo 0 > "$ctl/mem_limit" || fail "echo 0 > mem_limit"
 alg=lzo
 for a in lz4 zstd; do has_algorithm $a && alg=$a; done
 echo "$alg" > "$ctl/comp_algorithm" || fail "echo $alg > comp_algorithm"
+expect_ok "$ctl/algorithm_params" "algo=$alg level=2"
+expect_ok "$ctl/algorithm_params" $'level=1\n'
 expect_bytes "$ctl/comp_algorithm" "$(comp_algorithm_text $alg)"$'\n'
 expect_ok "$ctl/disksize" 1000001                      # rounded up to 4 KiB
 expect_bytes "$ctl/disksize" $'1003520\n'
@@ -121,6 +128,8 @@ expect_err "Device or resource busy" "$ctl/disksize" $'1003520\n'
 expect_err "Invalid argument" "$ctl/disksize" x
 expect_err "Device or resource busy" "$ctl/comp_algorithm" lzo
 expect_err "Invalid argument" "$ctl/comp_algorithm" nosuch
+expect_ok "$ctl/algorithm_params" level=1              # taken, as zram takes it
+expect_err "Invalid argument" "$ctl/algorithm_params" level=x
 expect_bytes "$ctl/disksize" $'1003520\n'
 expect_bytes "$ctl/comp_algorithm" "$(comp_algorithm_text $alg)"$'\n'
 
