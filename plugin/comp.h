@@ -19,9 +19,8 @@
 #ifndef UZRAM_COMP_H
 #define UZRAM_COMP_H
 
-#include <stddef.h>
-
 #include <limits.h>
+#include <stddef.h>
 
 struct zcomp;
 
@@ -39,9 +38,8 @@ const char *const *zcomp_names (void);
 
 /* Compresses the 4096 bytes at src, at level (ZCOMP_LEVEL_DEFAULT, or
  * any int: out-of-range levels are clamped as zstd and lz4 clamp them),
- * into the calling thread's buffer.  On
- * success sets *dst (valid until this thread's next zcomp_compress) and
- * *dst_len, and returns 0.  Returns -ENOMEM when the thread's work memory
+ * into the calling thread's buffer.  On success sets *dst (valid until
+ * this thread's next zcomp_compress) and *dst_len, and returns 0.  Returns -ENOMEM when the thread's work memory
  * cannot be allocated, -EIO if the library fails.  The result may be
  * larger than 4096 bytes for incompressible input.
  */

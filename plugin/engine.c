@@ -975,9 +975,9 @@ zram_set_comp_params (struct zram *zram, const char *algo, int level)
     r = -EINVAL;
   else if (zram->table == NULL)
     __atomic_store_n (&zram->comp_level, level, __ATOMIC_RELAXED);
-  /* Initialised: Linux 6.18 takes the write and changes nothing, since
-   * its compressor took its level at initialisation and reset clears
-   * them.  Likewise.
+  /* Initialised: the write is taken and changes nothing, as in Linux
+   * 6.18, whose compressor took its level at initialisation (and whose
+   * reset clears it).
    */
   pthread_rwlock_unlock (&zram->init_lock);
   return r;
