@@ -1,4 +1,4 @@
-/* uzram: unit test of the engine (plugin/engine.c), linked with the real
+/* uzram: unit test of the engine (plugin/engine.h), linked with the real
  * allocator and compressors, no nbdkit.
  *
  * For every compressor built: random reads, writes, trims and zeroes at
