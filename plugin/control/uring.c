@@ -41,11 +41,13 @@
  *
  * Replies come back through libfuse's fuse_send_msg() to the custom
  * writev: the thread marks the entry it is serving (cur_ent, a thread
- * local), and a reply whose unique is that entry's is copied into the
- * entry instead of being written to /dev/fuse.  Everything else
+ * local that never leaves this file: the handlers reach the entry only
+ * through uring_reply_buffer, with their session's struct uring), and a
+ * reply whose unique is that entry's is copied into the entry instead of
+ * being written to /dev/fuse.  Everything else
  * (notifications, replies to requests read from /dev/fuse) goes to the
  * fd.  This needs every handler to reply before it returns, which all of
- * control.c's do; a request left unanswered gets EIO, and says so.
+ * handlers.c's do; a request left unanswered gets EIO, and says so.
  *
  * The batch: a thread takes every completed entry, serves each, queues
  * its COMMIT_AND_FETCH, and submits them all in the io_uring_enter that
@@ -102,8 +104,6 @@
 
 #include "control/uring.h"
 
-extern int zram_debug_control;
-
 #define ENABLE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
 
 int
@@ -147,9 +147,10 @@ uring_unusable (void)
   return "this plugin was built without liburing";
 }
 struct uring *
-uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads)
+uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads,
+           bool debug)
 {
-  (void) se; (void) mode; (void) threads;
+  (void) se; (void) mode; (void) threads; (void) debug;
   return NULL;
 }
 ssize_t
@@ -164,7 +165,12 @@ uring_io_writev (struct uring *u, int fd, struct iovec *iov, int count)
   (void) u;
   return writev (fd, iov, count);
 }
-void *uring_reply_buffer (size_t size) { (void) size; return NULL; }
+void *
+uring_reply_buffer (struct uring *u, size_t size)
+{
+  (void) u; (void) size;
+  return NULL;
+}
 bool uring_offered (struct uring *u) { (void) u; return false; }
 uint64_t uring_requests (struct uring *u) { (void) u; return 0; }
 void uring_free (struct uring *u) { (void) u; }
@@ -306,6 +312,7 @@ struct uring_queue {
 struct uring {
   struct fuse_session *se;
   enum uring_mode mode;
+  bool debug;                       /* -D zram.control=1 */
   int fuse_fd;
   int stop_fd;                      /* eventfd: every queue thread exits */
   /* The INIT handshake: set by the classic worker that reads the INIT
@@ -341,7 +348,8 @@ uring_unusable (void)
 }
 
 struct uring *
-uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads)
+uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads,
+           bool debug)
 {
   struct uring *u = calloc (1, sizeof *u);
 
@@ -349,6 +357,7 @@ uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads)
     return NULL;
   u->se = se;
   u->mode = mode;
+  u->debug = debug;
   u->threads = threads >= 1 && threads <= URING_THREADS_MAX
     ? threads : URING_THREADS_DEFAULT;
   u->fuse_fd = fuse_session_fd (se);
@@ -357,11 +366,11 @@ uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads)
 }
 
 void *
-uring_reply_buffer (size_t size)
+uring_reply_buffer (struct uring *u, size_t size)
 {
   struct uring_ent *e = cur_ent;
 
-  return e && size <= e->q->u->payload ? e->payload : NULL;
+  return u && e && e->q->u == u && size <= u->payload ? e->payload : NULL;
 }
 
 bool
@@ -682,7 +691,7 @@ queue_thread (void *arg)
     uring_poison (u);
     return NULL;
   }
-  if (zram_debug_control)
+  if (u->debug)
     nbdkit_debug ("control: FUSE over io_uring: queue %u: %u entries "
                   "of %zu KiB", q->qid, q->nr_ents, u->payload >> 10);
 
@@ -727,7 +736,7 @@ queue_thread (void *arg)
   }
   /* Answers still queued go to the kernel before the ring closes. */
   io_uring_submit (&q->ring);
-  if (zram_debug_control)
+  if (u->debug)
     nbdkit_debug ("control: FUSE over io_uring: queue %u ends (%s)",
                   q->qid, stop ? "stopped" : "connection ended");
   return NULL;
