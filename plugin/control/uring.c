@@ -76,6 +76,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -103,20 +104,19 @@
 #include <nbdkit-plugin.h>
 
 #include "control/uring.h"
+#include "parse.h"
 
 #define ENABLE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
 
 int
 uring_parse_mode (const char *s, enum uring_mode *mode)
 {
-  if (strcmp (s, "auto") == 0)
+  bool on;
+
+  if (strcasecmp (s, "auto") == 0)
     *mode = URING_AUTO;
-  else if (strcmp (s, "on") == 0 || strcmp (s, "true") == 0 ||
-           strcmp (s, "yes") == 0 || strcmp (s, "1") == 0)
-    *mode = URING_ON;
-  else if (strcmp (s, "off") == 0 || strcmp (s, "false") == 0 ||
-           strcmp (s, "no") == 0 || strcmp (s, "0") == 0)
-    *mode = URING_OFF;
+  else if (zram_parse_bool (s, &on) == 0)
+    *mode = on ? URING_ON : URING_OFF;
   else
     return -1;
   return 0;

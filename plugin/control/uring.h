@@ -32,8 +32,8 @@ enum uring_mode {
 #define URING_THREADS_DEFAULT 1
 #define URING_THREADS_MAX 4
 
-/* Parses "auto", "on" or "off" (and the usual booleans for on/off).
- * Returns 0, or -1 for anything else.
+/* Parses "auto", or a boolean (zram_parse_bool) for on or off, in any
+ * case.  Returns 0, or -1 for anything else.
  */
 int uring_parse_mode (const char *s, enum uring_mode *mode);
 
