@@ -230,6 +230,7 @@ os.close(fd)
 
 fio_verify ()
 {
+    need_tool fio
     timeout 300 fio --name=verify --filename="$loop" --ioengine=libaio --direct=1 \
         --rw=randwrite --bsrange="$1" --iodepth=32 --size=96M \
         --verify=crc32c --verify_fatal=1 --do_verify=1 --buffer_compress_percentage=60 \
