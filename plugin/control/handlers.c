@@ -373,8 +373,8 @@ ctl_readdir (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
  * the file's size (the device never grows) and while no open of the inode
  * caches pages (every open of `disk` is direct_io, and shared mmap of a
  * direct_io file is refused).  The engine locks per block, so concurrent
- * writes are as safe as over NBD.  Measured: 4 threads of synchronous
- * 4 KiB writes straight to `disk` 1.3x faster; a loop device gains little,
+ * writes are as safe as over NBD.  Threads writing straight to `disk`
+ * gain (fio-jobs/README.md has the figures); a loop device gains little,
  * as it submits from one worker and does not wait.
  *
  * libfuse 3.14 has no field for the flag (3.15 added

@@ -233,12 +233,10 @@ _Static_assert (offsetof (struct fuse_init_in, flags2) == 16,
  * busy thread finds the next requests waiting when it asks for more,
  * without sleeping; with two, the idle one is often woken instead.  But
  * a loop device's requests mostly come from one CPU at a time, so one
- * thread per queue serves them all on one CPU at a time.  Measured on 2
- * CPUs (fio at queue depth 16 on a loop device, 2026-11-25), one thread
- * of 16 entries against two of 8, medians of 6 runs: 120K against 113K
- * 4 KiB random reads a second, 95K against 92K random writes (and
- * steadier), but 3.6 against 4.0 GB/s of 128 KiB sequential reads.
- * Pinning a thread to its queue's CPU cost sequential I/O a third.
+ * thread per queue serves them all on one CPU at a time.  One thread of
+ * 16 entries beat two of 8 at 4 KiB and lost at 128 KiB sequential
+ * reads; pinning a thread to its queue's CPU cost sequential I/O
+ * (fio-jobs/README.md has the figures).
  */
 #define URING_QUEUE_DEPTH 16
 
@@ -247,11 +245,9 @@ _Static_assert (offsetof (struct fuse_init_in, flags2) == 16,
  * and one batch of commits (one completion softirq) for two writes.
  * Writes cost the server a compression each and keep it busy, so the
  * next requests are usually already waiting; reads are cheap, and made
- * to wait they lose more in latency than the saved wake-ups give.
- * Measured on 2 CPUs, 4 KiB at queue depth 16: random writes about 5 %
- * up with 3 or 5 us (10 us was erratic), random reads about 3 % down
- * when reads were paired too.  Never at queue depth 1: a lone request
- * never pairs.
+ * to wait they lose more in latency than the saved wake-ups give (so
+ * reads are not paired; fio-jobs/README.md has the figures, and why not
+ * longer).  Never at queue depth 1: a lone request never pairs.
  */
 #define URING_PAIR_WAIT_US 5
 
