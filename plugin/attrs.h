@@ -47,11 +47,7 @@ extern const size_t zram_nr_attrs;
 /* The attribute called name, or NULL. */
 const struct zram_attr *zram_attr_find (const char *name);
 
-/* Parses a size as memparse does (a decimal number with an optional K, M,
- * G, T, P or E suffix in either case, and one optional trailing newline),
- * but strictly: anything else, an empty string or an overflow is -EINVAL.
- * Exposed for the tests.
- */
-int zram_parse_size (const char *buf, size_t len, uint64_t *out);
+/* The size parser the stores use, zram_parse_size, is parse.h's. */
+#include "parse.h"
 
 #endif /* UZRAM_ATTRS_H */
