@@ -11,6 +11,7 @@ PKGS="
   e2fsprogs util-linux procps
   clang libclang-rt-14-dev valgrind
   gnuplot-nox perl
+  debhelper
 "
 missing=""
 for p in $PKGS; do
