@@ -121,7 +121,8 @@ fi
 flock /tmp/uzram-apt.lock timeout 300 dpkg --purge uzram || fail "dpkg --purge failed"
 left=
 while read -r f; do
-    [ -d "$f" ] && [ ! -L "$f" ] && continue
+    # Directories (and /lib, a link to one where /usr is merged) are shared.
+    [ -d "$f" ] && continue
     [ -e "$f" ] || [ -L "$f" ] && left="$left $f"
 done < "$tmpdir/files"
 [ -z "$left" ] || fail "dpkg --purge left:$left"
