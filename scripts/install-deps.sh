@@ -21,6 +21,7 @@ TEST_PKGS="
   fio qemu-utils nbd-client
   clang libclang-rt-14-dev valgrind
   gnuplot-nox perl
+  debhelper
 "
 case "${1:-}" in
 --build) PKGS=$BUILD_PKGS ;;
