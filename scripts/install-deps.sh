@@ -11,6 +11,7 @@ PKGS="
   e2fsprogs util-linux procps
   clang libclang-rt-14-dev valgrind
   gnuplot-nox perl
+  qemu-system-x86 busybox-static cpio xz-utils zstd kmod file
 "
 missing=""
 for p in $PKGS; do
