@@ -30,4 +30,4 @@ dmesg > "$ctl/dmesg" 2>/dev/null
 echo "$rc" > "$ctl/status"
 sync
 echo o > /proc/sysrq-trigger
-sleep 60
+sleep 60 2>/dev/null

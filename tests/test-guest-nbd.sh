@@ -1,0 +1,20 @@
+#!/bin/bash
+# In a guest on Debian's kernel (guest-lib.sh), the nbd paths this host's
+# kernel cannot run: `uzram up --via nbd --swap` with nbd-client and the
+# real nbd module, a workload in a memory cgroup swapping through it and
+# checking out byte for byte, mm_stat showing the pages, `uzram down`
+# undoing it all (swap-test.sh); then an ext4 file system through nbd: a
+# tree copied in, fsck, diff, zeroes, fstrim (fs-test.sh).
+source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/guest-lib.sh"
+in_guest --mem 1G --timeout 900
+
+modprobe nbd || fail "modprobe nbd failed in the guest"
+# Under TCG a page fault through nbdkit costs milliseconds: a smaller
+# working set than the host tests', one pass.
+echo "== swap through nbd"
+SWAP_TEST_MIB=96 SWAP_TEST_PASSES=1 bash "$top_srcdir/tests/swap-test.sh" nbd || fail "swap through nbd"
+echo "== ext4 through nbd"
+bash "$top_srcdir/tests/fs-test.sh" nbd || fail "ext4 through nbd"
+[ -z "$(hung_tasks)" ] || fail "hung tasks in the guest: $(hung_tasks)"
+echo "PASS: $0"
