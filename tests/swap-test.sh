@@ -17,7 +17,7 @@ workload=$top_builddir/tests/swap-workload
 export UZRAM_RUN=$tmpdir/run UZRAM_PLUGIN=$PLUGIN
 uzram=$top_srcdir/scripts/uzram
 name=swap-$via-$$
-cleanup_fn "timeout 120 $uzram down $name"
+cleanup_fn "[ ! -d \"$UZRAM_RUN/$name\" ] || timeout 120 $uzram down $name"
 
 dev=$(timeout 120 "$uzram" up --size 1G --swap --via "$via" --name "$name") ||
     fail "uzram up --via $via failed"
