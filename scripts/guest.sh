@@ -27,7 +27,8 @@
 # only where a quick boot under it works, TCG otherwise.
 #
 # Exit status: COMMAND's; 124 when --timeout (default 600 s) ran out;
-# 125 when qemu cannot run a guest here at all (the reason on stderr);
+# 125 when qemu cannot boot a guest here at all (the reason on stderr;
+# a kernel package that cannot be fetched is a plain failure, 1);
 # 126 when the guest died before COMMAND ended (a panic, say).  On any
 # failure (or with UZRAM_GUEST_KEEP=1) the guest's console log and dmesg are
 # kept and their path printed.
@@ -184,7 +185,6 @@ prepare ()
     local stamp; stamp=$(md5sum < "$0" | cut -c1-12)
     initrd=$cache/initramfs-$kver-$stamp.cpio
     if [ ! -f "$initrd" ]; then
-        rm -f "$cache"/initramfs-*
         local d; d=$(mktemp -d "$cache/initramfs.XXXXXX")
         mkdir -p "$d/bin" "$d/proc" "$d/sys" "$d/dev" "$d/mods"
         cp "$(command -v busybox)" "$d/bin/busybox"
@@ -219,7 +219,7 @@ prepare ()
 
 exec 9> "$cache/lock"
 flock 9
-rc_die=125 prepare || rc_die=125 die "cannot prepare the guest's kernel (see above)"
+prepare || die "cannot prepare the guest's kernel (see above)"
 flock -u 9
 [ $prepare_only = 1 ] && { echo "$vmlinuz"; exit 0; }
 
@@ -287,7 +287,7 @@ accel=${UZRAM_GUEST_ACCEL:-}
 if [ -z "$accel" ]; then
     # The probe's answer holds for this host kernel and this qemu.
     key="$(uname -r) $(qemu-system-x86_64 --version | head -n 1) $(cat "$cache/kver")"
-    accel=$(sed -n "s/^$key=//p" "$cache/accel" 2>/dev/null | tail -n 1)
+    accel=$(grep -F "$key=" "$cache/accel" 2>/dev/null | tail -n 1 | sed 's/.*=//')
     if [ -z "$accel" ]; then
         if [ -w /dev/kvm ] && probe kvm 30; then
             accel=kvm
@@ -297,8 +297,8 @@ if [ -z "$accel" ]; then
             keep_run=1
             echo "$prog: qemu cannot boot a guest here; qemu said:" >&2
             sed 's/^/  /' "$run/qemu.log" >&2
-            die "(console log in $run)"
-        fi 2>/dev/null
+            rc_die=125 die "(console log in $run)"
+        fi
         echo "$key=$accel" >> "$cache/accel"
     fi
 fi
