@@ -6,7 +6,8 @@
 # ends (swap with discard) the device must give them back; `uzram down`
 # must undo the rest.  Only the workload is in the cgroup, never nbdkit or
 # nbdfuse.  SWAP_TEST_MIB (default 256) and SWAP_TEST_PASSES (2) size the
-# workload: a guest under TCG runs a smaller one.
+# workload and SWAP_TEST_BOUND (300 s) bounds it: a guest under TCG runs
+# a smaller one, for longer.
 source "$top_srcdir/tests/functions.sh"
 via=$1
 need_tool losetup mkswap swapon swapoff
@@ -28,7 +29,7 @@ control=$UZRAM_RUN/$name/control
 size=${SWAP_TEST_MIB:-256} passes=${SWAP_TEST_PASSES:-2}
 cg_create $(( (size << 20) / 4 ))
 mm () { awk "{ print \$$1 }" "$control/mm_stat"; }
-cg_run timeout 300 "$workload" "$size" "$passes" > "$tmpdir/workload.out" 2>&1 &
+cg_run timeout "${SWAP_TEST_BOUND:-300}" "$workload" "$size" "$passes" > "$tmpdir/workload.out" 2>&1 &
 wpid=$!
 peak=0
 while kill -0 $wpid 2>/dev/null; do
