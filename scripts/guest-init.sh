@@ -12,6 +12,10 @@ export LC_ALL=C
 ctl=/run/uzram-guest
 . "$ctl/config"
 
+# Booted quietly; from here on the console log gets every kernel message
+# (a hung task's stack, say), in case the guest dies before its dmesg is
+# saved.
+echo 7 > /proc/sys/kernel/printk
 read -r booted _ < /proc/uptime
 echo "$booted" > "$ctl/booted"
 # The guest's own bound, inside the host's: when it runs out, the blocked
