@@ -22,6 +22,7 @@ TEST_PKGS="
   clang libclang-rt-14-dev valgrind
   gnuplot-nox perl
   debhelper
+  qemu-system-x86 busybox-static cpio xz-utils zstd kmod file
 "
 case "${1:-}" in
 --build) PKGS=$BUILD_PKGS ;;
