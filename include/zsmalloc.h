@@ -77,6 +77,13 @@ unsigned long zs_get_total_pages (struct zs_pool *pool);
  */
 unsigned long zs_compact (struct zs_pool *pool);
 
+/* Where the built-in page source reports what it cannot do (give freed
+ * memory back, populate pages), once per kind of failure per process:
+ * the memory is then only used less well, so none of these is an error
+ * to the caller.  fn NULL: standard error, the default.
+ */
+void zs_set_warn (void (*fn) (const char *msg));
+
 #define ZS_NR_FULLNESS 12
 
 /* One size class, as zsmalloc's debugfs `classes` file shows it.  Classes

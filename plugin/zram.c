@@ -31,6 +31,7 @@
 #include <nbdkit-plugin.h>
 
 #include "engine.h"
+#include "zsmalloc.h"
 #include "control/control.h"
 
 /* The statistics are printed as debug messages (so only with -v) when
@@ -244,11 +245,21 @@ zram_config_complete (void)
   return 0;
 }
 
+/* The allocator's page source says once what it cannot do, e.g. give
+ * freed memory back under mlock on a kernel before 5.18.
+ */
+static void
+zs_warn (const char *msg)
+{
+  nbdkit_error ("zsmalloc: %s", msg);
+}
+
 static int
 zram_get_ready (void)
 {
   int r;
 
+  zs_set_warn (zs_warn);
   zram = zram_create ();
   if (zram == NULL) {
     nbdkit_error ("zram_create: %m");
