@@ -69,6 +69,11 @@ void zs_unmap_object (struct zs_pool *pool, unsigned long handle);
  */
 size_t zs_huge_class_size (struct zs_pool *pool);
 
+/* The most objects a pool holds at once (handle 0 is never given out);
+ * past it zs_malloc fails with ENOMEM.
+ */
+#define ZS_MAX_OBJECTS ((1UL << 31) - 1)
+
 /* The number of 4 KiB pages currently backing zspages. */
 unsigned long zs_get_total_pages (struct zs_pool *pool);
 

@@ -84,6 +84,12 @@ struct zram_slot {
   uint32_t flags;    /* SLOT_*; changed only with atomic operations */
 };
 _Static_assert (sizeof (struct zram_slot) == 16, "a slot is 16 bytes");
+/* Each block's object, and as many again for rewrites in flight (the new
+ * object is allocated before the old one is freed): the pool's handles
+ * must cover the largest disk.
+ */
+_Static_assert (ZRAM_MAX_DISKSIZE / ZRAM_BLOCK_SIZE * 2 <= ZS_MAX_OBJECTS + 1,
+                "the allocator's handles must address the largest disk");
 
 #define SLOT_LOCKED  (1u << 0)   /* the slot lock is held */
 #define SLOT_WAITERS (1u << 1)   /* a thread may sleep on the lock */

@@ -162,7 +162,9 @@ zram_config (const char *key, const char *value)
       return -1;
     }
     if (n > ZRAM_MAX_DISKSIZE) {
-      nbdkit_error ("size=%s: larger than the largest disk, 1P", value);
+      nbdkit_error ("size=%s: larger than the largest disk, "
+                    ZRAM_MAX_DISKSIZE_TEXT " (the allocator's handles "
+                    "address no more blocks)", value);
       return -1;
     }
     size = n;
