@@ -268,6 +268,18 @@ zram_get_ready (void)
   int r;
 
   zs_set_warn (zs_warn);
+  /* mlockall proper waits for after_fork (locks are not inherited), but
+   * an error there goes to syslog, where who started nbdkit may never look:
+   * try it here, on stderr, and undo it.
+   */
+  if (mlock_all) {
+    if (mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
+      nbdkit_error ("mlock=true: mlockall: %m (see ulimit -l, or run as "
+                    "root)");
+      return -1;
+    }
+    munlockall ();
+  }
   zram = zram_create ();
   if (zram == NULL) {
     nbdkit_error ("zram_create: %m");
