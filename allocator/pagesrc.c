@@ -11,12 +11,14 @@
  *     |  free[]: stack of the indices of its pages not handed out
  *
  * A freed page goes on the hot stack; when that is full, its oldest half
- * is given back to the system with madvise(MADV_DONTNEED) (so RssAnon
- * falls) and returns to the chunks' free stacks.  pagesrc_trim gives back
- * the whole hot stack.  A chunk whose pages are all free
- * is unmapped, except one kept as a spare against map/unmap churn.
- * Allocation takes the lowest-addressed chunk with a free page, so that
- * pages concentrate in few chunks and the others can empty.
+ * is given back to the system with madvise(MADV_DONTNEED_LOCKED) (so
+ * RssAnon falls, also under mlockall, see give_back) and returns to the
+ * chunks' free stacks.  pagesrc_trim gives back the whole hot stack.  A
+ * chunk whose pages are all free is unmapped, except one kept as a spare
+ * against map/unmap churn; src->nempty counts the empty chunks, so that
+ * keeping the spare costs no scan.  Allocation takes the lowest-addressed
+ * chunk with a free page, so that pages concentrate in few chunks and the
+ * others can empty.
  *
  * With struct zs_ops, every call goes to the caller's functions one page at
  * a time, and no state is kept here.
@@ -32,7 +34,10 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -66,6 +71,17 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
+/* Freed pages go back with MADV_DONTNEED_LOCKED (Linux 5.18): plain
+ * MADV_DONTNEED fails with EINVAL on a VM_LOCKED mapping, and
+ * mlockall (MCL_FUTURE | MCL_ONFAULT), which the plugin's mlock=true
+ * uses for swap, makes every chunk VM_LOCKED.  On an unlocked mapping
+ * both do the same.  A page given back this way faults in again, locked,
+ * when it is next used.
+ */
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24
+#endif
+
 /* Ranges to populate, noted under the lock and populated outside it. */
 struct populate {
   unsigned n;
@@ -86,6 +102,7 @@ struct page_source {
   struct chunk **chunks;           /* sorted by base */
   size_t nchunks, cap;
   size_t first_free;               /* no chunk below this has a free page */
+  size_t nempty;                   /* chunks with every page free */
   void *hot[HOT_PAGES];
   unsigned nhot;
 };
@@ -119,6 +136,74 @@ pagesrc_destroy (struct page_source *src)
   free (src->chunks);
   pthread_mutex_destroy (&src->lock);
   free (src);
+}
+
+/* --- Warnings --- */
+
+static void
+warn_stderr (const char *msg)
+{
+  fprintf (stderr, "zsmalloc: %s\n", msg);
+}
+
+static void (*_Atomic warn_fn) (const char *msg) = warn_stderr;
+
+void
+zs_set_warn (void (*fn) (const char *msg))
+{
+  atomic_store (&warn_fn, fn ? fn : warn_stderr);
+}
+
+/* Each kind of failure is reported once per process: they repeat on
+ * every purge, and one line says all there is to say.
+ */
+enum warning { WARN_FALLBACK, WARN_GIVE_BACK, WARN_LOCKED, WARN_POPULATE, WARN_NOHUGEPAGE,
+               WARN_KINDS };
+static atomic_bool warned[WARN_KINDS];
+
+static void
+warn_once (enum warning w, int err, const char *what)
+{
+  char msg[256];
+
+  if (atomic_exchange (&warned[w], true))
+    return;
+  snprintf (msg, sizeof msg, "%s: %s", what, strerror (err));
+  atomic_load (&warn_fn) (msg);
+}
+
+/* MADV_DONTNEED_LOCKED until the kernel says it does not know it
+ * (EINVAL before Linux 5.18), then MADV_DONTNEED for good.
+ */
+static atomic_int dontneed = MADV_DONTNEED_LOCKED;
+
+/* Gives len bytes at addr back to the system; they read as zeroes after.
+ * Never fails: a range that stays resident costs memory, not data.
+ */
+static void
+give_back (void *addr, size_t len)
+{
+  int advice = atomic_load_explicit (&dontneed, memory_order_relaxed);
+  int err;
+
+  if (madvise (addr, len, advice) == 0)
+    return;
+  err = errno;
+  if (err == EINVAL && advice == MADV_DONTNEED_LOCKED) {
+    warn_once (WARN_FALLBACK, err,
+               "madvise MADV_DONTNEED_LOCKED (Linux 5.18) refused; using "
+               "MADV_DONTNEED, which cannot give back memory under mlock");
+    atomic_store_explicit (&dontneed, MADV_DONTNEED, memory_order_relaxed);
+    if (madvise (addr, len, MADV_DONTNEED) == 0)
+      return;
+    err = errno;
+  }
+  if (err == EINVAL)
+    warn_once (WARN_LOCKED, err,
+               "madvise MADV_DONTNEED on locked memory: freed pages stay "
+               "resident (mlock=true needs Linux 5.18 to give them back)");
+  else
+    warn_once (WARN_GIVE_BACK, err, "madvise: freed pages stay resident");
 }
 
 /* The chunk holding page, or the index where a chunk at page would go. */
@@ -157,9 +242,11 @@ map_chunk (void)
     return NULL;
   }
   /* A transparent huge page would make one touched 4 KiB page cost 2 MiB
-   * of RSS, and madvise of a single page would have to split it.
+   * of RSS, and madvise of a single page would have to split it.  EINVAL:
+   * a kernel without transparent huge pages, where none can form.
    */
-  madvise (c->base, CHUNK_SIZE, MADV_NOHUGEPAGE);
+  if (madvise (c->base, CHUNK_SIZE, MADV_NOHUGEPAGE) == -1 && errno != EINVAL)
+    warn_once (WARN_NOHUGEPAGE, errno, "madvise MADV_NOHUGEPAGE");
   /* Lowest page on top of the stack: pages fill the chunk in order. */
   c->nfree = CHUNK_PAGES;
   c->populated = 0;
@@ -190,6 +277,8 @@ insert_chunk (struct page_source *src, struct chunk *c)
            (src->nchunks - at) * sizeof *src->chunks);
   src->chunks[at] = c;
   src->nchunks++;
+  if (c->nfree == CHUNK_PAGES)
+    src->nempty++;
   if (at < src->first_free)
     src->first_free = at;
   return 0;
@@ -213,6 +302,8 @@ take_pages (struct page_source *src, void **pages, unsigned n,
       src->first_free++;
       continue;
     }
+    if (c->nfree == CHUNK_PAGES)
+      src->nempty--;
     unsigned idx = c->free[--c->nfree];
     pages[got++] = c->base + (size_t) idx * ZS_PAGE_SIZE;
     if (idx >= c->populated && pop->n < 4) {
@@ -259,9 +350,13 @@ alloc_builtin (struct page_source *src, void **pages, unsigned n)
     got += take_pages (src, pages + got, n - got, &pop);
   }
   pthread_mutex_unlock (&src->lock);
-  /* Best effort: where the kernel lacks it, the pages fault in on use. */
+  /* Best effort: where the kernel lacks it (EINVAL before Linux 5.14),
+   * the pages fault in on use, as they would anyway.
+   */
   for (i = 0; i < pop.n; i++)
-    madvise (pop.r[i].addr, pop.r[i].len, MADV_POPULATE_WRITE);
+    if (madvise (pop.r[i].addr, pop.r[i].len, MADV_POPULATE_WRITE) == -1
+        && errno != EINVAL)
+      warn_once (WARN_POPULATE, errno, "madvise MADV_POPULATE_WRITE");
   return 0;
 }
 
@@ -301,6 +396,7 @@ static void
 purge_pages (struct page_source *src, void **pages, unsigned n)
 {
   struct chunk *empty[PURGE_BATCH + 1];
+  struct chunk *prev = NULL;
   unsigned i, j, nempty = 0;
 
   qsort (pages, n, sizeof *pages, cmp_ptr);
@@ -308,7 +404,7 @@ purge_pages (struct page_source *src, void **pages, unsigned n)
     for (j = i + 1; j < n; j++)
       if ((char *) pages[j] != (char *) pages[j - 1] + ZS_PAGE_SIZE)
         break;
-    madvise (pages[i], (j - i) * ZS_PAGE_SIZE, MADV_DONTNEED);
+    give_back (pages[i], (j - i) * ZS_PAGE_SIZE);
   }
 
   pthread_mutex_lock (&src->lock);
@@ -320,28 +416,30 @@ purge_pages (struct page_source *src, void **pages, unsigned n)
     c = src->chunks[at];
     assert (c->nfree < CHUNK_PAGES);
     c->free[c->nfree++] = ((char *) pages[i] - c->base) >> ZS_PAGE_SHIFT;
+    if (c->nfree == CHUNK_PAGES)
+      src->nempty++;
     if (at < src->first_free)
       src->first_free = at;
   }
-  /* Pages are sorted, so each chunk touched is seen once, in order. */
+  /* Pages are sorted, so each chunk touched comes as one run.  The run's
+   * chunk is compared by address, not by index: removing a chunk shifts
+   * the indices of those after it.
+   */
   for (i = 0; i < n; i++) {
-    size_t at, k, spare = 0;
+    size_t at = find_chunk (src, pages[i]);
     struct chunk *c;
 
-    if (i > 0 && find_chunk (src, pages[i]) == find_chunk (src, pages[i - 1]))
+    if (at < src->nchunks && src->chunks[at] == prev)
       continue;
-    at = find_chunk (src, pages[i]);
-    c = src->chunks[at];
-    if (c->nfree < CHUNK_PAGES)
-      continue;
-    for (k = 0; k < src->nchunks; k++)
-      spare += k != at && src->chunks[k]->nfree == CHUNK_PAGES;
-    if (spare == 0)
-      continue;                 /* c stays, as the spare */
+    assert (at < src->nchunks);
+    c = prev = src->chunks[at];
+    if (c->nfree < CHUNK_PAGES || src->nempty < 2)
+      continue;                 /* in use, or the spare */
     empty[nempty++] = c;
     memmove (&src->chunks[at], &src->chunks[at + 1],
              (src->nchunks - at - 1) * sizeof *src->chunks);
     src->nchunks--;
+    src->nempty--;
     src->first_free = 0;
   }
   pthread_mutex_unlock (&src->lock);

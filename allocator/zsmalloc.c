@@ -149,13 +149,15 @@
 #define REVMAP_FREE 0x80000000u
 #define REVMAP_NIL 0xffffu
 
-/* Handle table: 8192 words (64 KiB) per chunk, 2^14 chunks in the
- * directory (128 KiB): up to 2^27 handles, 512 GiB of 4 KiB objects, with
- * at most one chunk (64 KiB) of handle words not yet used.
+/* Handle table: 8192 words (64 KiB) per chunk, 2^18 chunks in the
+ * directory: up to 2^31 handles, as many as the reverse map can name
+ * (HANDLE_MAX), with at most one chunk (64 KiB) of handle words not yet
+ * used.  The directory is 2 MiB of address space, but calloc maps so
+ * large a block fresh, and only the pages of chunks in use are touched.
  */
 #define HANDLE_CHUNK_BITS 13
 #define HANDLE_CHUNK (1UL << HANDLE_CHUNK_BITS)
-#define HANDLE_DIR_BITS 14
+#define HANDLE_DIR_BITS 18
 #define HANDLE_MAX (1UL << (HANDLE_CHUNK_BITS + HANDLE_DIR_BITS))
 
 /* Handle free lists: enough that a few dozen threads rarely share one. */
@@ -179,6 +181,8 @@ _Static_assert (ZS_NR_SIZES <= (1 << CLASS_IDX_BITS),
 _Static_assert (ZSPAGE_SHIFT + 48 - ZSPAGE_ALIGN_BITS <= 64,
                 "zspage pointer must fit the handle word");
 _Static_assert (HANDLE_MAX <= REVMAP_FREE, "handle index must fit revmap");
+_Static_assert (HANDLE_MAX - 1 == ZS_MAX_OBJECTS,
+                "zsmalloc.h must say how many objects a pool holds");
 _Static_assert (ZS_MAX_PAGES_PER_ZSPAGE <= UINT8_MAX,
                 "zspage->nr_pages must count them");
 

@@ -69,6 +69,11 @@ void zs_unmap_object (struct zs_pool *pool, unsigned long handle);
  */
 size_t zs_huge_class_size (struct zs_pool *pool);
 
+/* The most objects a pool holds at once (handle 0 is never given out);
+ * past it zs_malloc fails with ENOMEM.
+ */
+#define ZS_MAX_OBJECTS ((1UL << 31) - 1)
+
 /* The number of 4 KiB pages currently backing zspages. */
 unsigned long zs_get_total_pages (struct zs_pool *pool);
 
@@ -76,6 +81,13 @@ unsigned long zs_get_total_pages (struct zs_pool *pool);
  * and frees the emptied zspages.  Returns the number of pages freed.
  */
 unsigned long zs_compact (struct zs_pool *pool);
+
+/* Where the built-in page source reports what it cannot do (give freed
+ * memory back, populate pages), once per kind of failure per process:
+ * the memory is then only used less well, so none of these is an error
+ * to the caller.  fn NULL: standard error, the default.
+ */
+void zs_set_warn (void (*fn) (const char *msg));
 
 #define ZS_NR_FULLNESS 12
 

@@ -13,7 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zsmalloc.h"
 #include "device.h"
+
+/* Each block's object, and as many again for rewrites in flight (the new
+ * object is allocated before the old one is freed): the pool's handles
+ * must cover the largest disk.
+ */
+_Static_assert (ZRAM_MAX_DISKSIZE / ZRAM_BLOCK_SIZE * 2 <= ZS_MAX_OBJECTS + 1,
+                "the allocator's handles must address the largest disk");
+
 /* --- Life cycle --- */
 
 struct zram *

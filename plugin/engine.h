@@ -25,10 +25,14 @@
 #define ZRAM_BLOCK_SHIFT 12
 #define ZRAM_BLOCK_SIZE  (1u << ZRAM_BLOCK_SHIFT)  /* one slot: a 4 KiB page */
 #define ZRAM_SECTOR_SIZE 512                       /* the `stat` file's unit */
-/* The largest disksize: 1 PiB needs a 4 TiB slot table, a small part of
- * x86-64's 128 TiB of user address space (it costs no memory until used).
+/* The largest disksize, 4 TiB: every stored block is one zsmalloc
+ * object, and a pool holds at most ZS_MAX_OBJECTS (2^31 - 1).  A rewrite
+ * allocates the new object before it frees the old one, so half of them
+ * are left for writes in flight (engine.c asserts it).  Its slot table
+ * (16 GiB of address space) costs no memory until used.
  */
-#define ZRAM_MAX_DISKSIZE (UINT64_C (1) << 50)
+#define ZRAM_MAX_DISKSIZE (UINT64_C (1) << 42)
+#define ZRAM_MAX_DISKSIZE_TEXT "4T"
 
 /* Counters, listed once so that the struct, the printed names and every
  * consumer agree (mimalloc's habit).  All count events since the device was

@@ -12,6 +12,9 @@
  *
  * mlock=true locks the process's memory for swap on the device; the
  * `disk` file and its I/O-flusher threads are the control filesystem's.
+ * nbdkit's own worker threads, which serve NBD clients (nbd-client,
+ * nbdfuse: swap on `--via nbd` and `--via nbdfuse`), mark themselves
+ * I/O flushers on their first request (io_flusher).
  *
  * Still to do: TLS and export names are nbdkit's as for any plugin; a
  * per-export device (several zram devices in one nbdkit) would need an
@@ -24,13 +27,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <time.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include "engine.h"
 #include "parse.h"
+#include "zsmalloc.h"
 #include "control/control.h"
 
 /* The statistics are printed as debug messages (so only with -v) when
@@ -114,7 +121,9 @@ zram_config (const char *key, const char *value)
       return -1;
     }
     if (n > ZRAM_MAX_DISKSIZE) {
-      nbdkit_error ("size=%s: larger than the largest disk, 1P", value);
+      nbdkit_error ("size=%s: larger than the largest disk, "
+                    ZRAM_MAX_DISKSIZE_TEXT " (the allocator's handles "
+                    "address no more blocks)", value);
       return -1;
     }
     size = n;
@@ -203,11 +212,33 @@ zram_config_complete (void)
   return 0;
 }
 
+/* The allocator's page source says once what it cannot do, e.g. give
+ * freed memory back under mlock on a kernel before 5.18.
+ */
+static void
+zs_warn (const char *msg)
+{
+  nbdkit_error ("zsmalloc: %s", msg);
+}
+
 static int
 zram_get_ready (void)
 {
   int r;
 
+  zs_set_warn (zs_warn);
+  /* mlockall proper waits for after_fork (locks are not inherited), but
+   * an error there goes to syslog, where who started nbdkit may never look:
+   * try it here, on stderr, and undo it.
+   */
+  if (mlock_all) {
+    if (mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
+      nbdkit_error ("mlock=true: mlockall: %m (see ulimit -l, or run as "
+                    "root)");
+      return -1;
+    }
+    munlockall ();
+  }
   zram = zram_create ();
   if (zram == NULL) {
     nbdkit_error ("zram_create: %m");
@@ -356,13 +387,90 @@ zram_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
   return 0;
 }
 
-/* Engine error to errno, with one line saying what failed. */
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#endif
+
+/* PR_SET_IO_FLUSHER (Linux 5.6) on each thread that serves a request, on
+ * its first: nbdkit starts its worker threads itself, so this is the
+ * first point where the plugin runs on them.  A thread serving swap I/O
+ * that allocates memory must not itself wait on reclaim, which may be
+ * waiting on that very I/O.  It needs CAP_SYS_RESOURCE; without it the
+ * device works, but swap on it may deadlock under memory pressure, so
+ * that is an error in the log (once) where mlock=true says it is swap,
+ * else a debug message.
+ */
+static void
+io_flusher (void)
+{
+  static __thread bool done;
+  static atomic_bool said;
+
+  if (done)
+    return;
+  done = true;
+  if (prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0) == 0 ||
+      atomic_exchange (&said, true))
+    return;
+  if (mlock_all)
+    nbdkit_error ("prctl PR_SET_IO_FLUSHER: %m (needs CAP_SYS_RESOURCE): "
+                  "swap on this device may deadlock under memory pressure");
+  else
+    nbdkit_debug ("prctl PR_SET_IO_FLUSHER: %m (swap on this device "
+                  "could deadlock under memory pressure)");
+}
+
+/* Writes refused at mem_limit (ENOSPC) or for want of memory (ENOMEM)
+ * come in floods while the device stays full, one per request, and zram
+ * only counts them (failed_writes): the log gets at most one line about
+ * them per this many seconds, saying how many it left out.
+ */
+#define FULL_LOG_INTERVAL 10
+
+static atomic_int_fast64_t full_next_log;   /* CLOCK_MONOTONIC seconds */
+static atomic_uint_fast64_t full_unlogged;
+
+/* Whether to log this refusal; *unlogged: how many were not since. */
+static bool
+full_log_now (uint64_t *unlogged)
+{
+  struct timespec ts;
+  int_fast64_t next = atomic_load (&full_next_log);
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  if (ts.tv_sec < next ||
+      !atomic_compare_exchange_strong (&full_next_log, &next,
+                                       ts.tv_sec + FULL_LOG_INTERVAL)) {
+    atomic_fetch_add (&full_unlogged, 1);
+    return false;
+  }
+  *unlogged = atomic_exchange (&full_unlogged, 0);
+  return true;
+}
+
+/* Engine error to the client's errno, with one line saying what failed
+ * (for a full device, rate-limited as above).
+ */
 static int
 fail (const char *op, int r, uint32_t count, uint64_t offset)
 {
+  uint64_t unlogged;
+
+  if (-r != ENOSPC && -r != ENOMEM) {
+    errno = -r;
+    nbdkit_error ("%s: %" PRIu32 " bytes at %" PRIu64 ": %m", op, count,
+                  offset);
+  }
+  else if (full_log_now (&unlogged)) {
+    errno = -r;
+    nbdkit_error ("%s: %" PRIu32 " bytes at %" PRIu64 ": %m (%s; such "
+                  "failures are logged once per %d s, %" PRIu64 " were "
+                  "not since the last)", op, count, offset,
+                  -r == ENOSPC ? "mem_limit reached" : "out of memory",
+                  FULL_LOG_INTERVAL, unlogged);
+  }
+  nbdkit_set_error (-r);
   errno = -r;
-  nbdkit_error ("%s: %" PRIu32 " bytes at %" PRIu64 ": %m", op, count,
-                offset);
   return -1;
 }
 
@@ -370,8 +478,10 @@ static int
 zram_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
             uint32_t flags)
 {
-  int r = zram_read (handle, buf, count, offset);
+  int r;
 
+  io_flusher ();
+  r = zram_read (handle, buf, count, offset);
   (void) flags;
   return r < 0 ? fail ("read", r, count, offset) : 0;
 }
@@ -381,8 +491,10 @@ zram_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
              uint32_t flags)
 {
   /* NBDKIT_FLAG_FUA needs nothing: a write is in memory when it returns. */
-  int r = zram_write (handle, buf, count, offset);
+  int r;
 
+  io_flusher ();
+  r = zram_write (handle, buf, count, offset);
   (void) flags;
   return r < 0 ? fail ("write", r, count, offset) : 0;
 }
@@ -390,8 +502,10 @@ zram_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
 static int
 zram_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
-  int r = zram_discard (handle, count, offset);
+  int r;
 
+  io_flusher ();
+  r = zram_discard (handle, count, offset);
   (void) flags;
   return r < 0 ? fail ("trim", r, count, offset) : 0;
 }
@@ -402,8 +516,10 @@ zram_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   /* Always fast, so NBDKIT_FLAG_FAST_ZERO needs nothing either: whole
    * blocks are freed, at most two partial ones rewritten.
    */
-  int r = zram_write_zeroes (handle, count, offset);
+  int r;
 
+  io_flusher ();
+  r = zram_write_zeroes (handle, count, offset);
   (void) flags;
   return r < 0 ? fail ("zero", r, count, offset) : 0;
 }
@@ -411,8 +527,10 @@ zram_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 static int
 zram_flush_ (void *handle, uint32_t flags)
 {
-  int r = zram_flush (handle);
+  int r;
 
+  io_flusher ();
+  r = zram_flush (handle);
   (void) flags;
   return r < 0 ? fail ("flush", r, 0, 0) : 0;
 }

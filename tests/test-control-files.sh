@@ -64,7 +64,7 @@ chmod 0666 "$ctl/disksize" 2>/dev/null && fail "chmod on disksize succeeded"
 # --- malformed writes: EINVAL, nothing changes ---
 long=$(printf '1%.0s' {1..5000})
 for v in $'\n' x -1 1x 1K1 " 1" "1 " $'1\n\n' 0 0K 99999999999999999999999 \
-         16E 17179869184G 0x100 "$long"; do
+         16E 17179869184G 5T 4398046511105 0x100 "$long"; do
     expect_err "Invalid argument" "$ctl/disksize" "$v"
 done
 for v in $'\n' foo LZO "lzo lz4" " lzo" $'lzo\n\n' "$long"; do

@@ -15,14 +15,19 @@ ctl=$tmpdir/ctl
 base=$(awk '{ print $3 }' "$ctl/mm_stat")
 
 # Racing the I/O: compaction, stats reads, trims and zeroes.
+# Each failure ends it with a message, and the test with it.
 (
     end=$((SECONDS + secs))
+    n=0
     while [ $SECONDS -lt $end ]; do
-        echo 1 > "$ctl/compact"
-        cat "$ctl/mm_stat" "$ctl/io_stat" "$ctl/stat" "$ctl/classes" "$ctl/debug_stat" > /dev/null
+        echo 1 > "$ctl/compact" || { echo "racer: writing compact failed"; exit 1; }
+        cat "$ctl/mm_stat" "$ctl/io_stat" "$ctl/stat" "$ctl/classes" "$ctl/debug_stat" > /dev/null ||
+            { echo "racer: reading the stats files failed"; exit 1; }
+        n=$((n + 1))
         sleep 0.05
     done
-) &
+    echo "racer: $n rounds of compact and stats reads"
+) > "$tmpdir/racer.out" 2>&1 &
 racer=$!
 cleanup_fn "kill $racer 2>/dev/null"
 timeout $((secs + 120)) nbdsh -u "$uri" -c "
@@ -55,7 +60,8 @@ timeout $((secs + 300)) fio --name=soak --ioengine=nbd --uri="$uri" \
     { cat "$tmpdir/fio.json"; fail "fio soak failed"; }
 wait $trimmer || { cat "$tmpdir/trimmer.out"; fail "the trimmer saw non-zero data"; }
 cat "$tmpdir/trimmer.out"
-wait $racer || :
+wait $racer || { cat "$tmpdir/racer.out"; fail "the racer failed"; }
+cat "$tmpdir/racer.out"
 /usr/bin/python3 - "$tmpdir/fio.json" <<'PY' || fail "fio reported errors"
 import json, sys
 t = open(sys.argv[1]).read()

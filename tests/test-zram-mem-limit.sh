@@ -2,7 +2,8 @@
 # mem_limit: a write that would take the allocator past the limit fails
 # with ENOSPC (to the NBD client), failed_writes counts it, the block keeps
 # its old contents and every earlier block reads back intact.  Same pages
-# need no memory and still succeed; freeing makes room again.
+# need no memory and still succeed; freeing makes room again.  A flood of
+# refused writes is one line in the log, not one per request.
 source "$top_srcdir/tests/functions.sh"
 source "$top_srcdir/tests/plugin-functions.sh"
 need_tool nbdkit nbdsh
@@ -46,3 +47,29 @@ max=$(stat_of mem_used_max)
 set -- $(last_mm_stat)
 [ "$4" = 1048576 ] || fail "mm_stat mem_limit field is $4"
 echo "mm_stat: $(last_mm_stat)"
+
+# Filled up again, then 200 refusals in a row: each ENOSPC to the client,
+# one line in the log (two if the 10 s between lines passed meanwhile).
+nbdsh_py '
+import errno, os
+i = 1024
+while True:
+    try:
+        h.pwrite(os.urandom(4096), i * 4096)
+        i += 1
+    except nbd.Error as e:
+        assert e.errnum == errno.ENOSPC, e
+        break
+for j in range(200):
+    try:
+        h.pwrite(os.urandom(4096), (i + 1 + j) * 4096)
+        raise AssertionError("write %d over mem_limit succeeded" % j)
+    except nbd.Error as e:
+        assert e.errnum == errno.ENOSPC, e
+'
+wait_close
+expect_stat failed_writes 203
+lines=$(grep -c 'error: write: .*No space left on device' "$zlog" || :)
+[ "$lines" -ge 1 ] && [ "$lines" -le 2 ] ||
+    fail "$lines log lines for 203 writes refused at mem_limit (want 1, at most 2 if 10 s passed)"
+echo "203 refused writes, $lines log line(s): $(grep 'error: write: .*No space' "$zlog" | tail -1)"

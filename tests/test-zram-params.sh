@@ -29,6 +29,8 @@ bad size=abc -- size=abc
 bad 12Q -- size=12Q
 bad size=-1 -- size=-1
 bad size=2P -- size=2P
+bad size=5T -- "size=5T: larger than the largest disk, 4T"
+bad size=4398046511105 -- "larger than the largest disk, 4T"
 bad size=99999999999999999999 -- size=99999999999999999999
 bad 1G mem_limit=lots -- mem_limit=lots
 bad 1G mem_limit= -- mem_limit
@@ -46,7 +48,7 @@ grep -qx 'zram_comp_algorithms=lzo.*' "$tmpdir/dump" || fail "--dump-plugin: $(c
 grep -qx 'thread_model=parallel' "$tmpdir/dump" || fail "thread model not parallel"
 
 # Sizes: suffixes, rounding up to a block.
-for s in 1:4096 4095:4096 4097:8192 1K:4096 64k:65536 3M:3145728 2GiB:2147483648 1T:1099511627776; do
+for s in 1:4096 4095:4096 4097:8192 1K:4096 64k:65536 3M:3145728 2GiB:2147483648 1T:1099511627776 4T:4398046511104; do
     start_zram "${s%%:*}"
     got=$(timeout 20 nbdinfo --size "$uri")
     [ "$got" = "${s#*:}" ] || fail "size ${s%%:*} gave $got"

@@ -2,8 +2,10 @@
  *
  * Edge sizes, objects spanning pages in the three map modes, handles and
  * contents through zs_compact, a mapped object pinned through it, a page
- * source that runs dry, memory going back to the system after a mass free,
- * and the per-class statistics.
+ * source that runs dry, memory going back to the system after a mass free
+ * and after a free of every other object and compaction (also under
+ * mlockall, as nbdkit runs with mlock=true), the built-in page source
+ * unmapping chunks that empty together, and the per-class statistics.
  */
 #include <config.h>
 
@@ -14,10 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "zsmalloc.h"
 #define TESTLIB_SEED 88172645463325252UL
 #include "testlib.h"
+#include "pagesrc.h"
 
 #define PAGE 4096
 
@@ -462,6 +469,14 @@ test_page_source_failure (void)
   free (size);
 }
 
+static int
+cmp_addr (const void *a, const void *b)
+{
+  const char *x = *(char *const *) a, *y = *(char *const *) b;
+
+  return (x > y) - (x < y);
+}
+
 static long
 rss_anon_kb (void)
 {
@@ -529,6 +544,167 @@ test_rss (void)
   free (h);
 }
 
+/* Frees every other object and compacts: the pages given back are
+ * scattered over the page source's chunks, so none of them empties and
+ * the memory returns only through madvise.  RssAnon must then fall to
+ * about what the pool holds.  Returns the growth over the start as a
+ * ratio to zs_get_total_pages.
+ */
+static double
+rss_after_compact (const char *what)
+{
+  enum { N = 32768, SIZE = 2000 };   /* 64 MB of objects */
+  struct zs_pool *pool = zs_create_pool ("rss-compact", NULL);
+  unsigned long *h = calloc (N, sizeof *h);
+  long base, full, after;
+  double total_kb, ratio;
+  int i;
+
+  assert (pool && h);
+  base = rss_anon_kb ();
+  for (i = 0; i < N; i++) {
+    h[i] = zs_malloc (pool, SIZE);
+    assert (h[i]);
+    fill (pool, h[i], SIZE, i);
+  }
+  full = rss_anon_kb ();
+  for (i = 0; i < N; i += 2)
+    zs_free (pool, h[i]);
+  zs_compact (pool);
+  after = rss_anon_kb ();
+  total_kb = zs_get_total_pages (pool) * (PAGE / 1024.0);
+  ratio = (after - base) / total_kb;
+  printf ("%s: RssAnon %ld kB at start, %ld kB full, %ld kB after freeing "
+          "half and compacting; pool %.0f kB; growth/pool %.3f\n",
+          what, base, full, after, total_kb, ratio);
+  for (i = 1; i < N; i += 2)
+    if (!check (pool, h[i], SIZE, i))
+      FAIL ("%s: object %d changed through compaction", what, i);
+  zs_destroy_pool (pool);
+  free (h);
+  return ratio;
+}
+
+/* The pool's memory is 4 KiB pages plus its metadata (handle words,
+ * zspage headers: about 1 % here); the rest of the allowance is
+ * malloc's slack.
+ */
+#define RSS_RATIO_MAX 1.10
+
+static void
+test_rss_compact (void)
+{
+  double r = rss_after_compact ("unlocked");
+
+  if (!running_sanitizer () && r > RSS_RATIO_MAX)
+    FAIL ("unlocked: RssAnon grew %.2fx what the pool holds", r);
+}
+
+/* The same under mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT), as
+ * nbdkit's mlock=true locks the process: MADV_DONTNEED fails on locked
+ * mappings, so without MADV_DONTNEED_LOCKED nothing freed would go back.
+ * In a child, so that the lock ends with it.
+ */
+static void
+test_rss_compact_locked (void)
+{
+  struct rlimit rl;
+  pid_t pid;
+  int status;
+
+  /* Without root, the memlock limit (often 8 MiB) would refuse the pool
+   * well before it held 64 MB.
+   */
+  if (geteuid () != 0 && getrlimit (RLIMIT_MEMLOCK, &rl) == 0
+      && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (256 << 20)) {
+    printf ("rss under mlock: skipped: not root, and RLIMIT_MEMLOCK is "
+            "%lu bytes\n", (unsigned long) rl.rlim_cur);
+    return;
+  }
+  if (running_sanitizer ()) {
+    printf ("rss under mlock: skipped under a sanitizer (its shadow "
+            "memory would be locked too)\n");
+    return;
+  }
+  fflush (stdout);
+  pid = fork ();
+  assert (pid >= 0);
+  if (pid == 0) {
+    double r;
+
+    if (mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
+      printf ("rss under mlock: skipped: mlockall: %m\n");
+      _exit (0);
+    }
+    r = rss_after_compact ("mlockall");
+    if (r > RSS_RATIO_MAX)
+      FAIL ("mlockall: RssAnon grew %.2fx what the pool holds", r);
+    fflush (stdout);
+    _exit (0);
+  }
+  assert (waitpid (pid, &status, 0) == pid);
+  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    FAIL ("the mlockall child failed");
+}
+
+/* Still mapped?  msync fails with ENOMEM on an unmapped range. */
+static int
+mapped (void *addr)
+{
+  return msync (addr, PAGE, MS_ASYNC) == 0;
+}
+
+/* Four chunks of the built-in page source that empty in the same purge
+ * batch: all but the one kept as a spare must be unmapped.  (Removing a
+ * chunk shifts its neighbours' indices, which once made the purge skip
+ * the chunk after each one it unmapped.)
+ */
+static void
+test_purge_adjacent_chunks (void)
+{
+  enum { CHUNK = 512, NCHUNKS = 4, N = CHUNK * NCHUNKS };
+  struct page_source *src = pagesrc_create (NULL);
+  void **pages = calloc (N, sizeof *pages);
+  void *keep[NCHUNKS], *base[NCHUNKS];
+  unsigned i, still = 0;
+
+  assert (src && pages);
+  for (i = 0; i < N; i++) {
+    if (pagesrc_alloc (src, &pages[i], 1))
+      FAIL ("pagesrc_alloc: %m");
+    memset (pages[i], 0xa5, 8);
+  }
+  qsort (pages, N, sizeof *pages, cmp_addr);
+  for (i = 0; i < NCHUNKS; i++) {
+    base[i] = pages[i * CHUNK];
+    /* Chunks are CHUNK pages each, mapped whole: sorted, they follow on. */
+    if ((char *) pages[i * CHUNK + CHUNK - 1]
+        != (char *) base[i] + (CHUNK - 1) * PAGE)
+      FAIL ("page source chunks are not %d contiguous pages", CHUNK);
+    keep[i] = base[i];
+    pages[i * CHUNK] = NULL;
+  }
+  /* Everything but one page per chunk back to the chunks... */
+  for (i = 0; i < N; i++)
+    if (pages[i])
+      pagesrc_free (src, &pages[i], 1);
+  pagesrc_trim (src);
+  for (i = 0; i < NCHUNKS; i++)
+    if (!mapped (base[i]))
+      FAIL ("chunk %u unmapped while one of its pages is out", i);
+  /* ... then the last page of each, in one batch. */
+  pagesrc_free (src, keep, NCHUNKS);
+  pagesrc_trim (src);
+  for (i = 0; i < NCHUNKS; i++)
+    still += mapped (base[i]);
+  printf ("purge: %u of %d emptied chunks still mapped\n", still, NCHUNKS);
+  if (still != 1)
+    FAIL ("%u chunks still mapped after all emptied; want 1, the spare",
+          still);
+  pagesrc_destroy (src);
+  free (pages);
+}
+
 int
 main (void)
 {
@@ -539,6 +715,9 @@ main (void)
   test_pinned_pack ();
   test_page_source_failure ();
   test_rss ();
+  test_rss_compact ();
+  test_rss_compact_locked ();
+  test_purge_adjacent_chunks ();
   printf ("PASS\n");
   return 0;
 }
