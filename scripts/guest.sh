@@ -110,6 +110,13 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs $r/run &&
 mkdir -p $r/run/uzram-guest &&
 mount -t 9p -o $p9 uzramctl $r/run/uzram-guest &&
 . $r/run/uzram-guest/config || fail "cannot mount the run folder"
+# A checkout under /tmp or /run (a CI clone, say) is hidden by the
+# tmpfs of the guest there: show the copy of the host at the same path.
+case $guest_src in
+/tmp/*|/run/*)
+    mkdir -p "$r$guest_src" && mount --bind "/lower$guest_src" "$r$guest_src" ||
+        fail "cannot show $guest_src" ;;
+esac
 # cache=mmap: the plugin and the test programs there are mapped.
 mkdir -p "$r$guest_build" &&
 mount -t 9p -o $p9,cache=mmap build "$r$guest_build" || fail "cannot mount $guest_build"
@@ -323,6 +330,7 @@ case $accel in kvm|tcg) ;; *) die "UZRAM_GUEST_ACCEL must be kvm or tcg" ;; esac
 } > "$run/cmd"
 {
     printf 'guest_build=%q\n' "$build"
+    printf 'guest_src=%q\n' "$src"
     printf 'guest_kver=%q\n' "$(cat "$cache/kver")"
     printf 'guest_modules=%q\n' "$cache/root/lib/modules"
     printf 'guest_timeout=%q\n' "$tmo"
