@@ -421,16 +421,20 @@ purge_pages (struct page_source *src, void **pages, unsigned n)
     if (at < src->first_free)
       src->first_free = at;
   }
-  /* Pages are sorted, so each chunk touched comes as one run.  The run's
-   * chunk is compared by address, not by index: removing a chunk shifts
-   * the indices of those after it.
+  /* Pages are sorted, so each chunk touched comes as one run.  The rest
+   * of a run is recognised by the run's chunk's address range, not by
+   * looking the page up: once that chunk is removed below, a lookup finds
+   * a neighbour, or nothing when it was the last.
    */
   for (i = 0; i < n; i++) {
-    size_t at = find_chunk (src, pages[i]);
+    char *p = pages[i];
+    size_t at;
     struct chunk *c;
 
-    if (at < src->nchunks && src->chunks[at] == prev)
+    if (prev && p >= (char *) prev->base &&
+        p < (char *) prev->base + CHUNK_SIZE)
       continue;
+    at = find_chunk (src, p);
     assert (at < src->nchunks);
     c = prev = src->chunks[at];
     if (c->nfree < CHUNK_PAGES || src->nempty < 2)

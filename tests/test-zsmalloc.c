@@ -705,6 +705,53 @@ test_purge_adjacent_chunks (void)
   free (pages);
 }
 
+/* The purge's batch ends with two pages of the last chunk, and that chunk
+ * is unmapped (an earlier empty chunk is the spare): the second page must
+ * be taken as part of the run of the chunk just removed, not looked up
+ * again (the lookup once ran off the end of the chunk array).
+ */
+static void
+test_purge_last_chunk (void)
+{
+  enum { CHUNK = 512, NCHUNKS = 4, N = CHUNK * NCHUNKS };
+  struct page_source *src = pagesrc_create (NULL);
+  void **pages = calloc (N, sizeof *pages);
+  void *keep[NCHUNKS], *base[NCHUNKS];
+  unsigned i, nkeep = 0, still = 0;
+
+  assert (src && pages);
+  for (i = 0; i < N; i++)
+    if (pagesrc_alloc (src, &pages[i], 1))
+      FAIL ("pagesrc_alloc: %m");
+  qsort (pages, N, sizeof *pages, cmp_addr);
+  for (i = 0; i < NCHUNKS; i++)
+    base[i] = pages[i * CHUNK];
+  /* Chunk 0 empties first and becomes the spare; chunks 1 and 2 keep one
+   * page out, the last chunk two.
+   */
+  for (i = 1; i < NCHUNKS; i++) {
+    keep[nkeep++] = pages[i * CHUNK];
+    pages[i * CHUNK] = NULL;
+  }
+  keep[nkeep++] = pages[(NCHUNKS - 1) * CHUNK + 1];
+  pages[(NCHUNKS - 1) * CHUNK + 1] = NULL;
+  for (i = 0; i < N; i++)
+    if (pages[i])
+      pagesrc_free (src, &pages[i], 1);
+  pagesrc_trim (src);
+  pagesrc_free (src, keep, nkeep);
+  pagesrc_trim (src);
+  for (i = 0; i < NCHUNKS; i++)
+    still += mapped (base[i]);
+  printf ("purge, last chunk: %u of %d emptied chunks still mapped\n", still,
+          NCHUNKS);
+  if (still != 1)
+    FAIL ("%u chunks still mapped after all emptied; want 1, the spare",
+          still);
+  pagesrc_destroy (src);
+  free (pages);
+}
+
 int
 main (void)
 {
@@ -718,6 +765,7 @@ main (void)
   test_rss_compact ();
   test_rss_compact_locked ();
   test_purge_adjacent_chunks ();
+  test_purge_last_chunk ();
   printf ("PASS\n");
   return 0;
 }
