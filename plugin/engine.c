@@ -247,7 +247,12 @@ struct zram {
   struct zs_pool *pool;
   size_t huge_class_size;               /* objects this big are stored raw */
   const struct zcomp *comp;             /* atomic: read without the lock */
-  int comp_level;                       /* algorithm_params' level; atomic */
+  /* algorithm_params per priority (0: comp), written while uninitialised;
+   * conf is made from comp and params[0] at initialisation, freed at
+   * reset, and only read between the two.
+   */
+  struct zcomp_params params[ZRAM_MAX_COMPS];
+  struct zcomp_conf *conf;
 
   const struct zcomp *default_comp;     /* what reset returns to */
   uint64_t default_mem_limit;
@@ -495,9 +500,7 @@ prepare_page (struct zram *zram, const unsigned char *page,
     return 0;
   }
 
-  r = zcomp_compress (zram->comp,
-                      __atomic_load_n (&zram->comp_level, __ATOMIC_RELAXED),
-                      page, &data, &len);
+  r = zcomp_compress (zram->conf, page, &data, &len);
   if (r < 0)
     return r;
   val->flags = 0;
@@ -603,9 +606,9 @@ slot_read_locked (struct zram *zram, struct zram_slot *s, unsigned char *dst,
   if (f & SLOT_HUGE)
     memcpy (dst, src + off, n);
   else if (n == ZRAM_BLOCK_SIZE)
-    r = zcomp_decompress (zram->comp, src, s->size, dst);
+    r = zcomp_decompress (zram->conf, src, s->size, dst);
   else {
-    r = zcomp_decompress (zram->comp, src, s->size, page);
+    r = zcomp_decompress (zram->conf, src, s->size, page);
     if (r == 0)
       memcpy (dst, page + off, n);
   }
@@ -882,6 +885,7 @@ struct zram *
 zram_create_with (const struct zs_ops *pages)
 {
   struct zram *zram;
+  size_t i;
   int err;
 
   zram = calloc (1, sizeof *zram);
@@ -901,8 +905,9 @@ zram_create_with (const struct zs_ops *pages)
     errno = err;
     return NULL;
   }
-  zram->default_comp = zram->comp = zcomp_find ("lzo");
-  zram->comp_level = ZCOMP_LEVEL_DEFAULT;
+  zram->default_comp = zram->comp = zcomp_find (ZRAM_DEFAULT_COMP);
+  for (i = 0; i < ZRAM_MAX_COMPS; i++)
+    zcomp_params_init (&zram->params[i]);
   if (pages) {
     zram->has_pages = true;
     zram->pages = *pages;
@@ -933,6 +938,8 @@ teardown (struct zram *zram)
   zram->touched = NULL;
   zram->pool = NULL;
   zram->nr_slots = 0;
+  zcomp_conf_free (zram->conf);
+  zram->conf = NULL;
   memset (zram->stripes, 0, NR_STRIPES * sizeof (struct stripe));
   __atomic_store_n (&zram->max_used_pages, 0, __ATOMIC_RELAXED);
 }
@@ -940,9 +947,13 @@ teardown (struct zram *zram)
 void
 zram_destroy (struct zram *zram)
 {
+  size_t i;
+
   if (zram == NULL)
     return;
   teardown (zram);
+  for (i = 0; i < ZRAM_MAX_COMPS; i++)
+    zcomp_params_clear (&zram->params[i]);
   pthread_rwlock_destroy (&zram->init_lock);
   free (zram->stripes);
   free (zram);
@@ -966,21 +977,37 @@ zram_set_comp_algorithm (struct zram *zram, const char *name)
 }
 
 int
-zram_set_comp_params (struct zram *zram, const char *algo, int level)
+zram_set_comp_params (struct zram *zram, const char *algo, int prio,
+                      struct zcomp_params *params)
 {
   int r = 0;
 
   pthread_rwlock_wrlock (&zram->init_lock);
-  if (algo && strcmp (algo, zcomp_name (zram->comp)) != 0)
+  /* As zram: algo= picks the priority of the algorithm of that name;
+   * only the primary has one until recompression's algorithms exist.
+   */
+  if (algo)
+    prio = strcmp (algo, zcomp_name (zram->comp)) == 0 ? 0 : -1;
+  if (prio < 0 || prio >= ZRAM_MAX_COMPS)
     r = -EINVAL;
-  else if (zram->table == NULL)
-    __atomic_store_n (&zram->comp_level, level, __ATOMIC_RELAXED);
+  else if (zram->table == NULL) {
+    zcomp_params_clear (&zram->params[prio]);
+    zram->params[prio] = *params;
+    zcomp_params_init (params);
+  }
   /* Initialised: the write is taken and changes nothing, as in Linux
-   * 6.18, whose compressor took its level at initialisation (and whose
-   * reset clears it).
+   * 6.18, whose compressor took its parameters at initialisation (and
+   * whose reset clears them).
    */
   pthread_rwlock_unlock (&zram->init_lock);
+  zcomp_params_clear (params);
   return r;
+}
+
+const struct zcomp_params *
+zram_comp_params (struct zram *zram, int prio)
+{
+  return &zram->params[prio];
 }
 
 const char *
@@ -1053,11 +1080,20 @@ zram_set_disksize (struct zram *zram, uint64_t bytes)
     munmap (table, table_bytes);
     goto out;
   }
+  /* The compressor takes algorithm_params now, as zram's does. */
+  zram->conf = zcomp_conf_new (zram->comp, &zram->params[0], &r);
+  if (zram->conf == NULL) {
+    munmap (table, table_bytes);
+    munmap (touched, touched_bytes);
+    goto out;
+  }
   pool = zs_create_pool ("zram", zram->has_pages ? &zram->pages : NULL);
   if (pool == NULL) {
     r = -errno;
     munmap (table, table_bytes);
     munmap (touched, touched_bytes);
+    zcomp_conf_free (zram->conf);
+    zram->conf = NULL;
     goto out;
   }
   zram->pool = pool;
@@ -1091,6 +1127,7 @@ zram_initialised (struct zram *zram)
 int
 zram_reset (struct zram *zram)
 {
+  size_t i;
   int r = 0;
 
   pthread_rwlock_wrlock (&zram->init_lock);
@@ -1105,8 +1142,8 @@ zram_reset (struct zram *zram)
      * algorithm_params, and no limit.
      */
     __atomic_store_n (&zram->comp, zram->default_comp, __ATOMIC_RELAXED);
-    __atomic_store_n (&zram->comp_level, ZCOMP_LEVEL_DEFAULT,
-                      __ATOMIC_RELAXED);
+    for (i = 0; i < ZRAM_MAX_COMPS; i++)
+      zcomp_params_clear (&zram->params[i]);
     zram_set_mem_limit (zram, zram->default_mem_limit);
   }
   pthread_rwlock_unlock (&zram->init_lock);

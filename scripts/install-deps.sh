@@ -5,7 +5,7 @@ set -e
 PKGS="
   build-essential autoconf automake libtool pkg-config
   nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd
-  liblzo2-dev liblz4-dev libzstd-dev
+  liblzo2-dev liblz4-dev libzstd-dev zlib1g-dev zstd
   libfuse3-dev fuse3 liburing-dev
   fio qemu-utils nbd-client
   e2fsprogs util-linux procps
