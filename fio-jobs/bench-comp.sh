@@ -13,8 +13,10 @@
 # gets the same image with dd bs=1M oflag=direct and is read back with
 # dd iflag=direct, for every algorithm it lists, then reset (held under
 # /tmp/uzram-test.lock, which the test suite shares).  Times are medians
-# of N repetitions (default 3); copy-in and read-back compare within one
-# column only where the path is the same (uzram against uzram).
+# of N repetitions (default 3), the algorithms taking turns within each
+# repetition so that a shared machine's load falls on all alike; copy-in
+# and read-back compare within one column only where the path is the same
+# (uzram against uzram).
 #
 # Dictionaries (--no-dict skips): zstd --train on the 4 KiB pages of the
 # image's second half, then zstd, lz4 and lz4hc with and without dict= on
@@ -45,9 +47,11 @@ done
 
 tmp=$(mktemp -d /tmp/uzram-bench-comp.XXXXXX)
 nbdkit_pid=
+kz_used=
 cleanup ()
 {
     [ -n "$nbdkit_pid" ] && stop_pid "$nbdkit_pid"
+    [ -n "$kz_used" ] && echo 1 > /sys/block/zram0/reset
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -64,13 +68,13 @@ now () { date +%s.%N; }
 median () { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 field () { awk -v n="$2" '{ print $n }' "$1"; }
 
-# uzram ALG IMAGE [PARAMS]: prints "compr mem in out" (times as medians).
+# uzram ALG IMAGE [PARAMS]: one run; prints "compr mem in out".
 uzram ()
 {
     local alg=$1 img=$2 params=${3:-} ctl=$tmp/ctl sock=$tmp/sock
-    local n=$(stat -c %s "$2") rep ins= outs= compr mem t0 t1
+    local n=$(stat -c %s "$2") compr mem t0 t1 tin tout
     mkdir -p "$ctl"
-    for (( rep = 1; rep <= reps; rep++ )); do
+    {
         rm -f "$sock"
         nbdkit -f -U "$sock" --threads $((2 * $(nproc))) "$PLUGIN" control="$ctl" &
         nbdkit_pid=$!
@@ -80,54 +84,74 @@ uzram ()
         echo "$n" > "$ctl/disksize"
         local uri="nbd+unix:///?socket=$sock"
         t0=$(now); timeout 900 nbdcopy -S 0 "$img" "$uri"; t1=$(now)
-        ins+="$(echo "$t1 - $t0" | bc) "
+        tin=$(echo "$t1 - $t0" | bc)
         compr=$(field "$ctl/mm_stat" 2); mem=$(field "$ctl/mm_stat" 3)
         t0=$(now); timeout 900 nbdcopy "$uri" null:; t1=$(now)
-        outs+="$(echo "$t1 - $t0" | bc) "
+        tout=$(echo "$t1 - $t0" | bc)
         timeout 900 nbdcopy "$uri" - | cmp -s - "$img" ||
             die "uzram $alg${params:+ $params}: read back differs from the image"
         stop_pid "$nbdkit_pid"; nbdkit_pid=
-    done
-    echo "$compr $mem $(tr ' ' '\n' <<<"$ins" | grep . | median) $(tr ' ' '\n' <<<"$outs" | grep . | median)"
+    }
+    echo "$compr $mem $tin $tout"
 }
 
 # kzram ALG: the same on the kernel's zram0 (under the lock).
 kzram ()
 {
-    local alg=$1 z=/sys/block/zram0 rep ins= outs= compr mem t0 t1
-    for (( rep = 1; rep <= reps; rep++ )); do
+    local alg=$1 z=/sys/block/zram0 compr mem t0 t1 tin tout
+    {
         echo 1 > $z/reset
         echo "$alg" > $z/comp_algorithm
         echo "$bytes" > $z/disksize
         t0=$(now); dd if="$image" of=/dev/zram0 bs=1M oflag=direct status=none; t1=$(now)
-        ins+="$(echo "$t1 - $t0" | bc) "
+        tin=$(echo "$t1 - $t0" | bc)
         compr=$(field $z/mm_stat 2); mem=$(field $z/mm_stat 3)
         t0=$(now); dd if=/dev/zram0 of=/dev/null bs=1M iflag=direct status=none; t1=$(now)
-        outs+="$(echo "$t1 - $t0" | bc) "
+        tout=$(echo "$t1 - $t0" | bc)
         cmp -s /dev/zram0 "$image" || { echo 1 > $z/reset; die "kernel zram $alg: read back differs"; }
-    done
+    }
     echo 1 > $z/reset
-    echo "$compr $mem $(tr ' ' '\n' <<<"$ins" | grep . | median) $(tr ' ' '\n' <<<"$outs" | grep . | median)"
+    echo "$compr $mem $tin $tout"
 }
 
+# collect KEY "compr mem in out": keeps the sizes, appends the times.
+declare -A size tins touts
+collect ()
+{
+    local compr mem tin tout
+    read -r compr mem tin tout <<<"$2"
+    size[$1]="$compr $mem"
+    tins[$1]+="$tin "
+    touts[$1]+="$tout "
+}
+med () { tr ' ' '\n' <<<"$1" | grep . | median; }
+
 algs=$(nbdkit "$PLUGIN" --dump-plugin | sed -n 's/^zram_comp_algorithms=//p')
-declare -A res
-for a in $algs; do
-    log "uzram $a"
-    res[uzram,$a]=$(uzram "$a" "$image")
-done
 kalgs=
-if [ $kernel = yes ] && [ -w /sys/block/zram0/comp_algorithm ]; then
+[ $kernel = yes ] && [ -w /sys/block/zram0/comp_algorithm ] &&
     kalgs=$(tr -d '[]' < /sys/block/zram0/comp_algorithm)
-    exec 9> /tmp/uzram-test.lock
-    flock 9
-    [ "$(cat /sys/block/zram0/initstate)" = 0 ] || die "zram0 is in use"
-    for a in $kalgs; do
-        log "kernel zram $a"
-        res[kernel,$a]=$(kzram "$a")
+for (( rep = 1; rep <= reps; rep++ )); do
+    for a in $algs; do
+        log "rep $rep/$reps: uzram $a"
+        collect "uzram,$a" "$(uzram "$a" "$image")"
     done
-    flock -u 9
-fi
+    if [ -n "$kalgs" ]; then
+        exec 9> /tmp/uzram-test.lock
+        flock 9
+        [ "$(cat /sys/block/zram0/initstate)" = 0 ] || die "zram0 is in use"
+        kz_used=yes
+        for a in $kalgs; do
+            log "rep $rep/$reps: kernel zram $a"
+            collect "kernel,$a" "$(kzram "$a")"
+        done
+        kz_used=
+        flock -u 9
+    fi
+done
+declare -A res
+for k in "${!size[@]}"; do
+    res[$k]="${size[$k]} $(med "${tins[$k]}") $(med "${touts[$k]}")"
+done
 
 ref=${res[uzram,lzo]}
 ref_in=$(awk '{ print $3 }' <<<"$ref")
@@ -167,6 +191,7 @@ if [ $dict = yes ] && command -v zstd >/dev/null; then
         log "dictionary: $a"
         read -r c0 m0 i0 o0 <<<"$(uzram $a "$tmp/first.img")"
         read -r c1 m1 i1 o1 <<<"$(uzram $a "$tmp/first.img" "dict=$tmp/dict")"
+        # (one run each: the sizes are exact, the times only indicative)
         printf '| %s | %s | %s | %.1f %% | %.2f | %.2f |\n' "$a" "$c0" "$c1" \
             "$(echo "scale=4; 100 * ($c0 - $c1) / $c0" | bc)" "$i0" "$i1"
     done
