@@ -20,8 +20,8 @@
  *       nbdkit's profile.
  * lz4:  LZ4_compress_fast_extState at acceleration 1 (LZ4_compress_default,
  *       as Linux's "lz4") or the level given (lz4 takes <1 as 1 and caps
- *       it at 65537); LZ4_decompress_safe.  With a dictionary, as zram's
- *       backend: the dictionary loaded into the stream for each page,
+ *       it at 65537); LZ4_decompress_safe.  With a dictionary, a stream
+ *       with it loaded, copied for each page, and
  *       LZ4_decompress_safe_usingDict.
  * lz4hc: LZ4_compress_HC_extStateHC at level 9 (lz4's and zram's
  *       default) or the level given (lz4 takes <1 as 9, caps at 12); the
@@ -79,6 +79,7 @@ struct zcomp_conf {
   void *dict;                           /* a copy, or NULL */
   size_t dict_len;
   void *cdict, *ddict;                  /* zstd's, made from dict */
+  void *stream;                         /* lz4's and lz4hc's, dict loaded */
 };
 
 struct zcomp {
@@ -178,9 +179,8 @@ lz4_comp (void *work, const struct zcomp_conf *conf, const void *src,
   int accel = conf->level == ZCOMP_PARAM_NOT_SET ? 1 : conf->level;
   int r;
 
-  if (conf->dict) {
-    LZ4_initStream (work, sizeof (LZ4_stream_t));
-    LZ4_loadDict (work, conf->dict, conf->dict_len);
+  if (conf->stream) {
+    memcpy (work, conf->stream, sizeof (LZ4_stream_t));
     r = LZ4_compress_fast_continue (work, src, dst, PAGE_BYTES, cap, accel);
   }
   else
@@ -206,6 +206,48 @@ lz4_decomp (void *work, const struct zcomp_conf *conf, const void *src,
   return r == PAGE_BYTES ? 0 : -1;
 }
 
+/* With a dictionary: a stream with it loaded, made once and copied for
+ * each page.  zram's backends load the dictionary for every page; the
+ * copy gives the same stream at a fraction of the cost (lz4's loading
+ * hashes the whole dictionary, lz4hc's chains every position of it), and
+ * the library has no stable call that attaches one instead.
+ */
+static int
+lz4_conf_setup (struct zcomp_conf *conf)
+{
+  if (conf->dict == NULL)
+    return 0;
+  conf->stream = malloc (sizeof (LZ4_stream_t));
+  if (conf->stream == NULL)
+    return -ENOMEM;
+  LZ4_initStream (conf->stream, sizeof (LZ4_stream_t));
+  LZ4_loadDict (conf->stream, conf->dict, conf->dict_len);
+  return 0;
+}
+
+static void
+lz4_conf_release (struct zcomp_conf *conf)
+{
+  free (conf->stream);
+}
+
+static int
+lz4hc_conf_setup (struct zcomp_conf *conf)
+{
+  int level = conf->level == ZCOMP_PARAM_NOT_SET ? LZ4HC_CLEVEL_DEFAULT
+                                                 : conf->level;
+
+  if (conf->dict == NULL)
+    return 0;
+  conf->stream = malloc (sizeof (LZ4_streamHC_t));
+  if (conf->stream == NULL)
+    return -ENOMEM;
+  LZ4_initStreamHC (conf->stream, sizeof (LZ4_streamHC_t));
+  LZ4_resetStreamHC_fast (conf->stream, level);
+  LZ4_loadDictHC (conf->stream, conf->dict, conf->dict_len);
+  return 0;
+}
+
 static void *
 lz4hc_work_new (void)
 {
@@ -220,10 +262,8 @@ lz4hc_comp (void *work, const struct zcomp_conf *conf, const void *src,
                                                  : conf->level;
   int r;
 
-  if (conf->dict) {
-    LZ4_initStreamHC (work, sizeof (LZ4_streamHC_t));
-    LZ4_resetStreamHC_fast (work, level);
-    LZ4_loadDictHC (work, conf->dict, conf->dict_len);
+  if (conf->stream) {
+    memcpy (work, conf->stream, sizeof (LZ4_streamHC_t));
     r = LZ4_compress_HC_continue (work, src, dst, PAGE_BYTES, cap);
   }
   else
@@ -441,9 +481,10 @@ static const struct zcomp backends[] = {
     lzorle_comp, lzorle_decomp },
   { "lzo", ZCOMP_LZO, lzo_work_new, free, NULL, NULL, lzo_comp, lzo_decomp },
 #ifdef HAVE_LZ4
-  { "lz4", ZCOMP_LZ4, lz4_work_new, free, NULL, NULL, lz4_comp, lz4_decomp },
-  { "lz4hc", ZCOMP_LZ4HC, lz4hc_work_new, free, NULL, NULL,
-    lz4hc_comp, lz4_decomp },
+  { "lz4", ZCOMP_LZ4, lz4_work_new, free, lz4_conf_setup, lz4_conf_release,
+    lz4_comp, lz4_decomp },
+  { "lz4hc", ZCOMP_LZ4HC, lz4hc_work_new, free, lz4hc_conf_setup,
+    lz4_conf_release, lz4hc_comp, lz4_decomp },
 #endif
 #ifdef HAVE_ZSTD
   { "zstd", ZCOMP_ZSTD, zstd_work_new, zstd_work_free,
