@@ -11,9 +11,9 @@
  * lax (memparse stops at the first bad character, octal "010") we are
  * strict: a write that does not parse whole is EINVAL and changes nothing.
  *
- * algorithm_params takes zram's priority=, algo= and level=, but not its
- * dict= (no dictionaries) and only priority 0 (no recompression); where
- * zram ignores a parameter it does not know, that is EINVAL here.
+ * algorithm_params takes zram's priority= (0 to 3), algo=, level=, dict=
+ * and deflate.winbits=; where zram ignores a parameter it does not know,
+ * that is EINVAL here.
  *
  * Still to do: writeback and its files (bd_stat, backing_dev).
  */
@@ -141,20 +141,25 @@ parse_int (const char *s, int *out)
 }
 
 /* zram's algorithm_params_store: space-separated name=value pairs, all
- * checked before anything changes.  No pair at all resets the level, as
- * zram's comp_params_store does.
+ * checked before anything changes.  The pairs given replace everything
+ * stored for that priority, so no pair at all clears it, as zram's
+ * comp_params_store does.  dict= is read at once (an unreadable file is
+ * EINVAL, as in zram); deflate.winbits must be one zlib takes (zram
+ * would take any and fail at initialisation).
  */
 static ssize_t
 algorithm_params_store (struct zram *zram, const char *buf, size_t len)
 {
   char args[ZRAM_ATTR_MAX_WRITE + 1], *save, *tok;
-  const char *algo = NULL;
-  int level = ZCOMP_LEVEL_DEFAULT, prio = 0, r;
+  const char *algo = NULL, *dict = NULL;
+  struct zcomp_params params;
+  int prio = 0, r;
 
   if (len >= sizeof args || memchr (buf, '\0', len))
     return -EINVAL;
   memcpy (args, buf, len);
   args[len] = '\0';
+  zcomp_params_init (&params);
   for (tok = strtok_r (args, " \t\n", &save); tok;
        tok = strtok_r (NULL, " \t\n", &save)) {
     char *val = strchr (tok, '=');
@@ -167,18 +172,25 @@ algorithm_params_store (struct zram *zram, const char *buf, size_t len)
         return r;
     }
     else if (strcmp (tok, "level") == 0) {
-      if ((r = parse_int (val, &level)) < 0)
+      if ((r = parse_int (val, &params.level)) < 0)
         return r;
+    }
+    else if (strcmp (tok, "deflate.winbits") == 0) {
+      if ((r = parse_int (val, &params.deflate_winbits)) < 0)
+        return r;
+      if (!zcomp_winbits_valid (params.deflate_winbits))
+        return -EINVAL;
     }
     else if (strcmp (tok, "algo") == 0)
       algo = val;
+    else if (strcmp (tok, "dict") == 0)
+      dict = val;
     else
-      return -EINVAL;           /* dict=, deflate.winbits=, unknown */
+      return -EINVAL;           /* unknown (zram ignores it) */
   }
-  /* Only the primary algorithm: there is no recompression. */
-  if (!algo && prio != 0)
-    return -EINVAL;
-  r = zram_set_comp_params (zram, algo, level);
+  if (dict && (r = zcomp_params_load_dict (&params, dict)) < 0)
+    return r;
+  r = zram_set_comp_params (zram, algo, prio, &params);
   return r < 0 ? r : (ssize_t) len;
 }
 

@@ -35,7 +35,12 @@ struct zram {
   struct zs_pool *pool;
   size_t huge_class_size;               /* objects this big are stored raw */
   const struct zcomp *comp;             /* atomic: read without the lock */
-  int comp_level;                       /* algorithm_params' level; atomic */
+  /* algorithm_params per priority (0: comp), written while uninitialised;
+   * conf is made from comp and params[0] at initialisation, freed at
+   * reset, and only read between the two.
+   */
+  struct zcomp_params params[ZRAM_MAX_COMPS];
+  struct zcomp_conf *conf;
 
   const struct zcomp *default_comp;     /* what reset returns to */
   uint64_t default_mem_limit;

@@ -20,6 +20,7 @@ struct zram *
 zram_create_with (const struct zs_ops *pages)
 {
   struct zram *zram;
+  size_t i;
   int err;
 
   zram = calloc (1, sizeof *zram);
@@ -37,8 +38,9 @@ zram_create_with (const struct zs_ops *pages)
     errno = err;
     return NULL;
   }
-  zram->default_comp = zram->comp = zcomp_find ("lzo");
-  zram->comp_level = ZCOMP_LEVEL_DEFAULT;
+  zram->default_comp = zram->comp = zcomp_find (ZRAM_DEFAULT_COMP);
+  for (i = 0; i < ZRAM_MAX_COMPS; i++)
+    zcomp_params_init (&zram->params[i]);
   if (pages) {
     zram->has_pages = true;
     zram->pages = *pages;
@@ -64,6 +66,8 @@ teardown (struct zram *zram)
   __atomic_store_n (&zram->disksize, 0, __ATOMIC_RELEASE);
   slot_table_destroy (&zram->table);
   zram->pool = NULL;
+  zcomp_conf_free (zram->conf);
+  zram->conf = NULL;
   counters_zero (&zram->stats);
   __atomic_store_n (&zram->max_used_pages, 0, __ATOMIC_RELAXED);
 }
@@ -71,9 +75,13 @@ teardown (struct zram *zram)
 void
 zram_destroy (struct zram *zram)
 {
+  size_t i;
+
   if (zram == NULL)
     return;
   teardown (zram);
+  for (i = 0; i < ZRAM_MAX_COMPS; i++)
+    zcomp_params_clear (&zram->params[i]);
   pthread_rwlock_destroy (&zram->init_lock);
   counters_destroy (&zram->stats);
   free (zram);
@@ -97,21 +105,37 @@ zram_set_comp_algorithm (struct zram *zram, const char *name)
 }
 
 int
-zram_set_comp_params (struct zram *zram, const char *algo, int level)
+zram_set_comp_params (struct zram *zram, const char *algo, int prio,
+                      struct zcomp_params *params)
 {
   int r = 0;
 
   pthread_rwlock_wrlock (&zram->init_lock);
-  if (algo && strcmp (algo, zcomp_name (zram->comp)) != 0)
+  /* As zram: algo= picks the priority of the algorithm of that name;
+   * only the primary has one until recompression's algorithms exist.
+   */
+  if (algo)
+    prio = strcmp (algo, zcomp_name (zram->comp)) == 0 ? 0 : -1;
+  if (prio < 0 || prio >= ZRAM_MAX_COMPS)
     r = -EINVAL;
-  else if (!zram_has_table (zram))
-    __atomic_store_n (&zram->comp_level, level, __ATOMIC_RELAXED);
+  else if (!zram_has_table (zram)) {
+    zcomp_params_clear (&zram->params[prio]);
+    zram->params[prio] = *params;
+    zcomp_params_init (params);
+  }
   /* Initialised: the write is taken and changes nothing, as in Linux
-   * 6.18, whose compressor took its level at initialisation (and whose
-   * reset clears it).
+   * 6.18, whose compressor took its parameters at initialisation (and
+   * whose reset clears them).
    */
   pthread_rwlock_unlock (&zram->init_lock);
+  zcomp_params_clear (params);
   return r;
+}
+
+const struct zcomp_params *
+zram_comp_params (struct zram *zram, int prio)
+{
+  return &zram->params[prio];
 }
 
 const char *
@@ -161,14 +185,22 @@ zram_set_disksize (struct zram *zram, uint64_t bytes)
     r = -EBUSY;
     goto out;
   }
+  /* The compressor takes algorithm_params now, as zram's does. */
+  zram->conf = zcomp_conf_new (zram->comp, &zram->params[0], &r);
+  if (zram->conf == NULL)
+    goto out;
   pool = zs_create_pool ("zram", zram->has_pages ? &zram->pages : NULL);
   if (pool == NULL) {
     r = -errno;
+    zcomp_conf_free (zram->conf);
+    zram->conf = NULL;
     goto out;
   }
   r = slot_table_create (&zram->table, nr_slots);
   if (r < 0) {
     zs_destroy_pool (pool);
+    zcomp_conf_free (zram->conf);
+    zram->conf = NULL;
     goto out;
   }
   zram->pool = pool;
@@ -198,6 +230,7 @@ zram_initialised (struct zram *zram)
 int
 zram_reset (struct zram *zram)
 {
+  size_t i;
   int r = 0;
 
   pthread_rwlock_wrlock (&zram->init_lock);
@@ -212,8 +245,8 @@ zram_reset (struct zram *zram)
      * algorithm_params, and no limit.
      */
     __atomic_store_n (&zram->comp, zram->default_comp, __ATOMIC_RELAXED);
-    __atomic_store_n (&zram->comp_level, ZCOMP_LEVEL_DEFAULT,
-                      __ATOMIC_RELAXED);
+    for (i = 0; i < ZRAM_MAX_COMPS; i++)
+      zcomp_params_clear (&zram->params[i]);
     zram_set_mem_limit (zram, zram->default_mem_limit);
   }
   pthread_rwlock_unlock (&zram->init_lock);

@@ -30,6 +30,15 @@
  */
 #define ZRAM_MAX_DISKSIZE (UINT64_C (1) << 50)
 
+/* The primary compressor and three for recompression, as zram's
+ * ZRAM_MAX_COMPS with CONFIG_ZRAM_MULTI_COMP.
+ */
+#define ZRAM_MAX_COMPS 4
+
+/* What a new device compresses with: zram's default (CONFIG_ZRAM_DEF_COMP). */
+#define ZRAM_DEFAULT_COMP "lzo-rle"
+
+
 /* Counters, listed once so that the struct, the printed names and every
  * consumer agree (mimalloc's habit).  All count events since the device was
  * created or last reset, except where zram keeps them across reset.
@@ -79,7 +88,8 @@ struct zram_stats {
 
 struct zram;
 
-/* A new, uninitialised device with comp_algorithm "lzo" and no mem_limit.
+/* A new, uninitialised device with comp_algorithm ZRAM_DEFAULT_COMP and
+ * no mem_limit.
  * NULL with errno set on failure.
  */
 struct zram *zram_create (void);
@@ -94,14 +104,22 @@ void zram_destroy (struct zram *zram);
 
 /* -EBUSY once initialised; -EINVAL for a name not built in. */
 int zram_set_comp_algorithm (struct zram *zram, const char *name);
-/* algorithm_params: the compression level (ZCOMP_LEVEL_DEFAULT: the
- * algorithm's own) for the current algorithm, taken at initialisation;
- * algo, if not NULL, must name the current algorithm (-EINVAL
- * otherwise).  Once initialised it succeeds and changes nothing, as in
- * Linux 6.18.  comp_algorithm does not clear the level; reset does.
+/* algorithm_params for priority prio (0: comp_algorithm's, 1 to 3: the
+ * recompression algorithms'), taken at initialisation; algo, if not NULL,
+ * names the algorithm instead and picks its priority (-EINVAL if no
+ * priority has it).  -EINVAL for a priority out of 0..3.  Takes params
+ * (leaving it cleared) whatever the result.  Once initialised it succeeds
+ * and changes nothing, as in Linux 6.18.  comp_algorithm does not clear
+ * the parameters; reset does.
  */
-int zram_set_comp_params (struct zram *zram, const char *algo, int level);
-/* The current algorithm's name, e.g. "lzo". */
+struct zcomp_params;
+int zram_set_comp_params (struct zram *zram, const char *algo, int prio,
+                          struct zcomp_params *params);
+/* The parameters stored for priority prio (0..ZRAM_MAX_COMPS-1); read
+ * under the same rules as they are written.
+ */
+const struct zcomp_params *zram_comp_params (struct zram *zram, int prio);
+/* The current algorithm's name, e.g. "lzo-rle". */
 const char *zram_comp_algorithm (struct zram *zram);
 /* The algorithms built in, NULL-terminated, in the order the comp_algorithm
  * file lists them.
@@ -124,7 +142,8 @@ bool zram_initialised (struct zram *zram);
  */
 int zram_reset (struct zram *zram);
 
-/* The comp_algorithm and mem_limit that reset returns to: "lzo" and 0 (no
+/* The comp_algorithm and mem_limit that reset returns to: ZRAM_DEFAULT_COMP
+ * and 0 (no
  * limit) unless set here.  Linux returns to its built-in default compressor
  * and no limit; the plugin makes its command line's comp_algorithm= and
  * mem_limit= the defaults.  Applies them at once if uninitialised.

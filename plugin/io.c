@@ -112,9 +112,7 @@ prepare_page (struct zram *zram, const unsigned char *page,
     return 0;
   }
 
-  r = zcomp_compress (zram->comp,
-                      __atomic_load_n (&zram->comp_level, __ATOMIC_RELAXED),
-                      page, &data, &len);
+  r = zcomp_compress (zram->conf, page, &data, &len);
   if (r < 0)
     return r;
   val->flags = 0;
@@ -220,9 +218,9 @@ slot_read_locked (struct zram *zram, struct zram_slot *s, unsigned char *dst,
   if (f & SLOT_HUGE)
     memcpy (dst, src + off, n);
   else if (n == ZRAM_BLOCK_SIZE)
-    r = zcomp_decompress (zram->comp, src, s->size, dst);
+    r = zcomp_decompress (zram->conf, src, s->size, dst);
   else {
-    r = zcomp_decompress (zram->comp, src, s->size, page);
+    r = zcomp_decompress (zram->conf, src, s->size, page);
     if (r == 0)
       memcpy (dst, page + off, n);
   }

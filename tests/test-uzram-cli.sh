@@ -18,7 +18,7 @@ timeout 10 "$uzram" status > "$tmpdir/status"
 cat "$tmpdir/status"
 head -n1 "$tmpdir/status" | grep -q '^NAME  *DISKSIZE  *DATA  *COMPR  *ALGORITHM  *STREAMS  *ZERO-PAGES  *TOTAL  *MEM-LIMIT  *MEM-USED  *MIGRATED  *MOUNTPOINT' ||
     fail "status heading is not zramctl's"
-grep -q "^$a  *64M  *1M .* lzo " "$tmpdir/status" || fail "status row for $a wrong"
+grep -q "^$a  *64M  *1M .* lzo-rle " "$tmpdir/status" || fail "status row for $a wrong"
 timeout 10 "$uzram" status --raw --bytes "$a" > "$tmpdir/raw"
 cat "$tmpdir/raw"
 [ "$(sed -n 2p "$tmpdir/raw" | cut -d' ' -f1-3)" = "$a 67108864 1048576" ] || fail "status --raw --bytes wrong"
@@ -28,7 +28,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))["uzram"]
 r = [x for x in d if x["name"] == sys.argv[2]][0]
 assert r["disksize"] == 67108864 and r["data"] == 1048576, r
-assert r["algorithm"] == "lzo" and r["device"] == sys.argv[3], r
+assert r["algorithm"] == "lzo-rle" and r["device"] == sys.argv[3], r
 assert 0 < r["compr"] < r["data"], r
 PY
 
