@@ -4,7 +4,7 @@
  * stats.h for the counters.
  *
  * Still to do: writeback of idle pages to a backing device (the IDLE flag
- * is kept for it), and recompression.
+ * is kept for it).  Recompression is recompress.c.
  */
 #include <config.h>
 
@@ -54,6 +54,44 @@ zram_create (void)
   return zram_create_with (NULL);
 }
 
+/* Under init_lock for writing: the compressors' confs. */
+static void
+free_confs (struct zram *zram)
+{
+  size_t i;
+
+  for (i = 0; i < ZRAM_MAX_COMPS; i++) {
+    zcomp_conf_free (zram->confs[i]);
+    zram->confs[i] = NULL;
+  }
+  zram->nr_prios = 0;
+}
+
+/* Under init_lock for writing: makes a conf for every priority that has
+ * an algorithm, as zram's disksize_store makes its zcomps.  0 or the
+ * first error, with none made.
+ */
+static int
+make_confs (struct zram *zram)
+{
+  size_t i;
+  int r = 0;
+
+  for (i = 0; i < ZRAM_MAX_COMPS; i++) {
+    const struct zcomp *comp = i == 0 ? zram->comp : zram->recomp[i];
+
+    if (comp == NULL)
+      continue;
+    zram->confs[i] = zcomp_conf_new (comp, &zram->params[i], &r);
+    if (zram->confs[i] == NULL) {
+      free_confs (zram);
+      return r;
+    }
+    zram->nr_prios = i + 1;
+  }
+  return 0;
+}
+
 /* Under init_lock for writing: frees the table and the pool and zeroes
  * the statistics.
  */
@@ -66,8 +104,7 @@ teardown (struct zram *zram)
   __atomic_store_n (&zram->disksize, 0, __ATOMIC_RELEASE);
   slot_table_destroy (&zram->table);
   zram->pool = NULL;
-  zcomp_conf_free (zram->conf);
-  zram->conf = NULL;
+  free_confs (zram);
   counters_zero (&zram->stats);
   __atomic_store_n (&zram->max_used_pages, 0, __ATOMIC_RELAXED);
 }
@@ -111,11 +148,20 @@ zram_set_comp_params (struct zram *zram, const char *algo, int prio,
   int r = 0;
 
   pthread_rwlock_wrlock (&zram->init_lock);
-  /* As zram: algo= picks the priority of the algorithm of that name;
-   * only the primary has one until recompression's algorithms exist.
+  /* As zram: algo= picks the first priority whose algorithm has that
+   * name.
    */
-  if (algo)
-    prio = strcmp (algo, zcomp_name (zram->comp)) == 0 ? 0 : -1;
+  if (algo) {
+    int p;
+
+    prio = -1;
+    for (p = ZRAM_MAX_COMPS - 1; p >= 0; p--) {
+      const struct zcomp *c = p == 0 ? zram->comp : zram->recomp[p];
+
+      if (c && strcmp (algo, zcomp_name (c)) == 0)
+        prio = p;
+    }
+  }
   if (prio < 0 || prio >= ZRAM_MAX_COMPS)
     r = -EINVAL;
   else if (!zram_has_table (zram)) {
@@ -130,6 +176,37 @@ zram_set_comp_params (struct zram *zram, const char *algo, int prio,
   pthread_rwlock_unlock (&zram->init_lock);
   zcomp_params_clear (params);
   return r;
+}
+
+int
+zram_set_recomp_algorithm (struct zram *zram, int prio, const char *name)
+{
+  const struct zcomp *comp = zcomp_find (name);
+  int r = 0;
+
+  if (prio < 1 || prio >= ZRAM_MAX_COMPS || comp == NULL)
+    return -EINVAL;
+  pthread_rwlock_wrlock (&zram->init_lock);
+  if (zram_has_table (zram))
+    r = -EBUSY;
+  else
+    zram->recomp[prio] = comp;
+  pthread_rwlock_unlock (&zram->init_lock);
+  return r;
+}
+
+const char *
+zram_recomp_algorithm (struct zram *zram, int prio)
+{
+  const char *name = NULL;
+
+  if (prio < 1 || prio >= ZRAM_MAX_COMPS)
+    return NULL;
+  pthread_rwlock_rdlock (&zram->init_lock);
+  if (zram->recomp[prio])
+    name = zcomp_name (zram->recomp[prio]);
+  pthread_rwlock_unlock (&zram->init_lock);
+  return name;
 }
 
 const struct zcomp_params *
@@ -185,22 +262,20 @@ zram_set_disksize (struct zram *zram, uint64_t bytes)
     r = -EBUSY;
     goto out;
   }
-  /* The compressor takes algorithm_params now, as zram's does. */
-  zram->conf = zcomp_conf_new (zram->comp, &zram->params[0], &r);
-  if (zram->conf == NULL)
+  /* The compressors take algorithm_params now, as zram's do. */
+  r = make_confs (zram);
+  if (r < 0)
     goto out;
   pool = zs_create_pool ("zram", zram->has_pages ? &zram->pages : NULL);
   if (pool == NULL) {
     r = -errno;
-    zcomp_conf_free (zram->conf);
-    zram->conf = NULL;
+    free_confs (zram);
     goto out;
   }
   r = slot_table_create (&zram->table, nr_slots);
   if (r < 0) {
     zs_destroy_pool (pool);
-    zcomp_conf_free (zram->conf);
-    zram->conf = NULL;
+    free_confs (zram);
     goto out;
   }
   zram->pool = pool;
@@ -245,8 +320,10 @@ zram_reset (struct zram *zram)
      * algorithm_params, and no limit.
      */
     __atomic_store_n (&zram->comp, zram->default_comp, __ATOMIC_RELAXED);
-    for (i = 0; i < ZRAM_MAX_COMPS; i++)
+    for (i = 0; i < ZRAM_MAX_COMPS; i++) {
       zcomp_params_clear (&zram->params[i]);
+      zram->recomp[i] = NULL;
+    }
     zram_set_mem_limit (zram, zram->default_mem_limit);
   }
   pthread_rwlock_unlock (&zram->init_lock);

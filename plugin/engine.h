@@ -115,6 +115,41 @@ int zram_set_comp_algorithm (struct zram *zram, const char *name);
 struct zcomp_params;
 int zram_set_comp_params (struct zram *zram, const char *algo, int prio,
                           struct zcomp_params *params);
+/* recomp_algorithm: the algorithm of recompression priority prio (1 to
+ * 3).  -EINVAL for a priority out of range or a name not built in, -EBUSY
+ * once initialised.  reset clears them.
+ */
+int zram_set_recomp_algorithm (struct zram *zram, int prio, const char *name);
+/* The algorithm set for priority prio (1 to 3), or NULL. */
+const char *zram_recomp_algorithm (struct zram *zram, int prio);
+
+/* recompress's type= bits (zram's RECOMPRESS_IDLE and RECOMPRESS_HUGE);
+ * none: every stored slot.
+ */
+#define ZRAM_RECOMP_IDLE 1u
+#define ZRAM_RECOMP_HUGE 2u
+
+/* One write to recompress, parsed as zram_drv.c's recompress_store parses
+ * it: prio and prio_max (exclusive) from priority= (default 1 and
+ * ZRAM_MAX_COMPS), algo (NULL: any) picks one priority at or above prio.
+ */
+struct zram_recompress_req {
+  unsigned mode;                        /* ZRAM_RECOMP_* */
+  uint64_t max_pages;                   /* UINT64_MAX: no limit */
+  uint32_t threshold;                   /* 0: none */
+  const char *algo;
+  unsigned prio, prio_max;
+};
+
+/* Recompresses the stored slots the request picks, largest first, with
+ * the recompression algorithms, beside I/O.  0, or the kernel's errors:
+ * -EINVAL (threshold not below the huge class size, uninitialised, algo
+ * not set, no algorithm in the priorities asked for), -EAGAIN while
+ * another recompress runs, -ENOMEM, -EIO (a block that doesn't
+ * decompress).  Stored data is intact whatever the result.
+ */
+int zram_recompress (struct zram *zram, const struct zram_recompress_req *req);
+
 /* The parameters stored for priority prio (0..ZRAM_MAX_COMPS-1); read
  * under the same rules as they are written.
  */
@@ -213,5 +248,16 @@ size_t zram_class_stats (struct zram *zram, struct zs_class_stat *out,
  */
 int zram_test_corrupt (struct zram *zram, uint64_t index, uint32_t byte,
                        uint8_t mask);
+/* What block `index` holds, under its lock: the compressor priority that
+ * wrote it (0 to 3), whether it is huge, incompressible or idle, and the
+ * stored object's size (0: none).  -EINVAL out of range or uninitialised.
+ */
+struct zram_test_slot {
+  unsigned prio;
+  bool huge, incompressible, idle;
+  uint32_t size;
+};
+int zram_test_slot (struct zram *zram, uint64_t index,
+                    struct zram_test_slot *out);
 
 #endif /* UZRAM_ENGINE_H */
