@@ -14,6 +14,7 @@ declare -A modes=(
     [classes]=-r--r--r--
     [reset]=--w------- [compact]=--w------- [mem_limit]=--w-------
     [mem_used_max]=--w------- [idle]=--w------- [algorithm_params]=--w-------
+    [recomp_algorithm]=-rw-r--r-- [recompress]=--w-------
     [disk]=-rw-------
 )
 me=$(id -un)
