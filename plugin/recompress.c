@@ -65,6 +65,11 @@ slot_qualifies (struct zram_slot *s, unsigned mode, unsigned prio_max)
 
   if (s->handle == 0 || (f & (SLOT_SAME | SLOT_INCOMPRESSIBLE)))
     return false;
+#ifdef SLOT_WB
+  /* Written back: nothing in memory to shrink (zram skips ZRAM_WB). */
+  if (f & SLOT_WB)
+    return false;
+#endif
   /* Already written by the last priority asked for, or a later one. */
   if (slot_prio_of (f) + 1 >= prio_max)
     return false;
