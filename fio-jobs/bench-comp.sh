@@ -2,9 +2,10 @@
 # Every compressor on the page corpus, uzram beside the kernel's zram, as a
 # markdown table on stdout (progress on stderr).  Root, for /dev/zram0.
 #
-#   fio-jobs/bench-comp.sh [--image FILE] [--reps N] [--no-kernel] [--no-dict]
+#   fio-jobs/bench-comp.sh [--image FILE] [--reps N] [--algs 'A B'] [--no-kernel] [--no-dict]
 #
-# For each algorithm uzram has built in: a fresh device of the image's size
+# For each algorithm uzram has built in (or each of --algs, for uzram and
+# the kernel alike): a fresh device of the image's size
 # (comp_algorithm written before disksize, through the control files), the
 # image copied in with `nbdcopy -S 0` (every page written, zero pages too,
 # as dd writes them into the kernel's zram), mm_stat's compr_data_size and
@@ -29,11 +30,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 prog=bench-comp
 source "$here/bench-lib.sh"
 
-image= reps=3 kernel=yes dict=yes
+image= reps=3 kernel=yes dict=yes only=
 while [ $# -gt 0 ]; do
     case $1 in
     --image) image=$2; shift ;;
     --reps) reps=$2; shift ;;
+    --algs) only=$2; shift ;;
     --no-kernel) kernel=no ;;
     --no-dict) dict=no ;;
     *) die "unknown option $1" ;;
@@ -127,9 +129,12 @@ collect ()
 med () { tr ' ' '\n' <<<"$1" | grep . | median; }
 
 algs=$(nbdkit "$PLUGIN" --dump-plugin | sed -n 's/^zram_comp_algorithms=//p')
+pick () { local a out=; for a in $1; do case " $only " in *" $a "*) out+="$a " ;; esac; done; echo $out; }
+[ -n "$only" ] && algs=$(pick "$algs")
 kalgs=
 [ $kernel = yes ] && [ -w /sys/block/zram0/comp_algorithm ] &&
     kalgs=$(tr -d '[]' < /sys/block/zram0/comp_algorithm)
+[ -n "$only" ] && [ -n "$kalgs" ] && kalgs=$(pick "$kalgs")
 for (( rep = 1; rep <= reps; rep++ )); do
     for a in $algs; do
         log "rep $rep/$reps: uzram $a"
@@ -153,7 +158,8 @@ for k in "${!size[@]}"; do
     res[$k]="${size[$k]} $(med "${tins[$k]}") $(med "${touts[$k]}")"
 done
 
-ref=${res[uzram,lzo]}
+ref=${res[uzram,lzo]:-}
+[ -n "$ref" ] || die "the ratios need uzram's lzo among the algorithms"
 ref_in=$(awk '{ print $3 }' <<<"$ref")
 echo "Image: $(basename "$image"), $bytes bytes; $reps repetitions, medians;" \
      "$(nproc) CPUs, Linux $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')."
