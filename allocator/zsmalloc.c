@@ -919,6 +919,17 @@ zs_huge_class_size (struct zs_pool *pool)
 }
 
 /**
+ * zs_lookup_class_index - the class index size bytes would be stored in
+ */
+unsigned
+zs_lookup_class_index (struct zs_pool *pool, size_t size)
+{
+  if (size > ZS_MAX_ALLOC)
+    size = ZS_MAX_ALLOC;
+  return pool->classes[get_size_class_index (size)]->index;
+}
+
+/**
  * zs_get_total_pages - 4 KiB pages backing zspages now
  */
 unsigned long

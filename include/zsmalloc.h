@@ -68,6 +68,11 @@ void zs_unmap_object (struct zs_pool *pool, unsigned long handle);
  * page, so storing them compressed saves nothing over storing them raw.
  */
 size_t zs_huge_class_size (struct zs_pool *pool);
+/* The size class an object of size bytes (1..4096) would go to, as the
+ * kernel's zs_lookup_class_index: equal sizes of merged classes give one
+ * index, so a smaller index means a smaller footprint.
+ */
+unsigned zs_lookup_class_index (struct zs_pool *pool, size_t size);
 
 /* The most objects a pool holds at once (handle 0 is never given out);
  * past it zs_malloc fails with ENOMEM.

@@ -11,9 +11,10 @@
  * lax (memparse stops at the first bad character, octal "010") we are
  * strict: a write that does not parse whole is EINVAL and changes nothing.
  *
- * algorithm_params takes zram's priority=, algo= and level=, but not its
- * dict= (no dictionaries) and only priority 0 (no recompression); where
- * zram ignores a parameter it does not know, that is EINVAL here.
+ * algorithm_params takes zram's priority= (0 to 3), algo=, level=, dict=
+ * and deflate.winbits=; where zram ignores a parameter it does not know,
+ * that is EINVAL here.  So do recomp_algorithm (algo=, priority=) and
+ * recompress (type=, max_pages=, threshold=, algo=, priority=).
  *
  * Still to do: writeback and its files (bd_stat, backing_dev).
  */
@@ -140,21 +141,212 @@ parse_int (const char *s, int *out)
   return 0;
 }
 
+/* kstrtoull / kstrtouint (base 10): an optional '+', then decimal digits,
+ * the whole string; -ERANGE past max.
+ */
+static int
+parse_unsigned (const char *s, uint64_t max, uint64_t *out)
+{
+  uint64_t v;
+  size_t used, n;
+
+  if (*s == '+')
+    s++;
+  n = strlen (s);
+  if (n == 0 || strspn (s, "0123456789") != n)
+    return -EINVAL;
+  if (zram_parse_u64 (s, n, &v, &used) || v > max)
+    return -ERANGE;
+  *out = v;
+  return 0;
+}
+
+/* The name=value pairs of a write, as the kernel's next_arg splits them:
+ * copies buf into args (NUL-terminated) for next_pair.  -EINVAL for a
+ * write too long or holding a NUL.
+ */
+static int
+pairs_start (char *args, size_t size, const char *buf, size_t len)
+{
+  if (len >= size || memchr (buf, '\0', len))
+    return -EINVAL;
+  memcpy (args, buf, len);
+  args[len] = '\0';
+  return 0;
+}
+
+/* The next pair: 1 with *name and *val set, 0 at the end, -EINVAL for a
+ * name without a value (zram: "if (!val || !*val) return -EINVAL").
+ */
+static int
+next_pair (char *args, char **save, bool first, char **name, char **val)
+{
+  char *tok = strtok_r (first ? args : NULL, " \t\n", save);
+
+  if (tok == NULL)
+    return 0;
+  *val = strchr (tok, '=');
+  if (*val == NULL || (*val)[1] == '\0')
+    return -EINVAL;
+  *(*val)++ = '\0';
+  *name = tok;
+  return 1;
+}
+
+/* recomp_algorithm_show: one line per priority that has an algorithm,
+ * "#N: " and then comp_algorithm's list with that algorithm in brackets.
+ */
+static ssize_t
+recomp_algorithm_show (struct zram *zram, char *buf, size_t len)
+{
+  const char *const *names = zram_comp_algorithms ();
+  size_t at = 0;
+  int prio;
+  size_t i;
+
+  if (len > 0)
+    buf[0] = '\0';               /* none set: an empty file */
+  for (prio = 1; prio < ZRAM_MAX_COMPS; prio++) {
+    const char *cur = zram_recomp_algorithm (zram, prio);
+
+    if (cur == NULL)
+      continue;
+    at += snprintf (at < len ? buf + at : NULL, at < len ? len - at : 0,
+                    "#%d: ", prio);
+    for (i = 0; names[i]; i++) {
+      bool is_cur = strcmp (names[i], cur) == 0;
+      at += snprintf (at < len ? buf + at : NULL, at < len ? len - at : 0,
+                      is_cur ? "[%s] " : "%s ", names[i]);
+    }
+    at += snprintf (at < len ? buf + at : NULL, at < len ? len - at : 0,
+                    "\n");
+  }
+  return at;
+}
+
+/* The longest algorithm name zram takes (ZRAM_MAX_ALGO_NAME_SZ); longer
+ * is E2BIG.
+ */
+#define MAX_ALGO_NAME 128
+
+/* recomp_algorithm_store: algo=NAME (required), priority=1..3 (default
+ * 1).  Errors in zram's order: a pair without a value, a priority that
+ * doesn't parse, no algo= or a priority out of range (EINVAL), an
+ * overlong name (E2BIG), a name not built in (EINVAL), initialised
+ * (EBUSY).
+ */
+static ssize_t
+recomp_algorithm_store (struct zram *zram, const char *buf, size_t len)
+{
+  char args[ZRAM_ATTR_MAX_WRITE + 1], *save, *name, *val;
+  const char *algo = NULL;
+  uint64_t prio = 1;
+  bool first = true;
+  int r;
+
+  if ((r = pairs_start (args, sizeof args, buf, len)) < 0)
+    return r;
+  while ((r = next_pair (args, &save, first, &name, &val)) > 0) {
+    first = false;
+    if (strcmp (name, "algo") == 0)
+      algo = val;
+    else if (strcmp (name, "priority") == 0) {
+      int p;
+
+      if ((r = parse_int (val, &p)) < 0)
+        return r;
+      prio = p < 0 ? UINT64_MAX : (uint64_t) p;
+    }
+    else
+      return -EINVAL;           /* unknown (zram ignores it) */
+  }
+  if (r < 0)
+    return r;
+  if (algo == NULL || prio < 1 || prio >= ZRAM_MAX_COMPS)
+    return -EINVAL;
+  if (strlen (algo) >= MAX_ALGO_NAME)
+    return -E2BIG;
+  r = zram_set_recomp_algorithm (zram, (int) prio, algo);
+  return r < 0 ? r : (ssize_t) len;
+}
+
+/* recompress_store: type=idle|huge|huge_idle, max_pages=N, threshold=N,
+ * algo=NAME, priority=N, parsed as zram parses them (priority=0 means 1,
+ * and bounds the run to that one priority); the engine gives the errors
+ * that depend on the device (zram_recompress).
+ */
+static ssize_t
+recompress_store (struct zram *zram, const char *buf, size_t len)
+{
+  char args[ZRAM_ATTR_MAX_WRITE + 1], *save, *name, *val;
+  struct zram_recompress_req req = {
+    .mode = 0, .max_pages = UINT64_MAX, .threshold = 0, .algo = NULL,
+    .prio = 1, .prio_max = ZRAM_MAX_COMPS,
+  };
+  bool first = true;
+  uint64_t v;
+  int r;
+
+  if ((r = pairs_start (args, sizeof args, buf, len)) < 0)
+    return r;
+  while ((r = next_pair (args, &save, first, &name, &val)) > 0) {
+    first = false;
+    if (strcmp (name, "type") == 0) {
+      if (strcmp (val, "idle") == 0)
+        req.mode = ZRAM_RECOMP_IDLE;
+      else if (strcmp (val, "huge") == 0)
+        req.mode = ZRAM_RECOMP_HUGE;
+      else if (strcmp (val, "huge_idle") == 0)
+        req.mode = ZRAM_RECOMP_IDLE | ZRAM_RECOMP_HUGE;
+      else
+        return -EINVAL;
+    }
+    else if (strcmp (name, "max_pages") == 0) {
+      if ((r = parse_unsigned (val, UINT64_MAX, &req.max_pages)) < 0)
+        return r;
+    }
+    else if (strcmp (name, "threshold") == 0) {
+      if ((r = parse_unsigned (val, UINT32_MAX, &v)) < 0)
+        return r;
+      req.threshold = v;
+    }
+    else if (strcmp (name, "algo") == 0)
+      req.algo = val;
+    else if (strcmp (name, "priority") == 0) {
+      if ((r = parse_unsigned (val, UINT32_MAX, &v)) < 0)
+        return r;
+      req.prio = v == 0 ? 1 : v;
+      req.prio_max = req.prio + 1;
+    }
+    else
+      return -EINVAL;           /* unknown (zram ignores it) */
+  }
+  if (r < 0)
+    return r;
+  r = zram_recompress (zram, &req);
+  return r < 0 ? r : (ssize_t) len;
+}
+
 /* zram's algorithm_params_store: space-separated name=value pairs, all
- * checked before anything changes.  No pair at all resets the level, as
- * zram's comp_params_store does.
+ * checked before anything changes.  The pairs given replace everything
+ * stored for that priority, so no pair at all clears it, as zram's
+ * comp_params_store does.  dict= is read at once (an unreadable file is
+ * EINVAL, as in zram); deflate.winbits must be one zlib takes (zram
+ * would take any and fail at initialisation).
  */
 static ssize_t
 algorithm_params_store (struct zram *zram, const char *buf, size_t len)
 {
   char args[ZRAM_ATTR_MAX_WRITE + 1], *save, *tok;
-  const char *algo = NULL;
-  int level = ZCOMP_LEVEL_DEFAULT, prio = 0, r;
+  const char *algo = NULL, *dict = NULL;
+  struct zcomp_params params;
+  int prio = 0, r;
 
   if (len >= sizeof args || memchr (buf, '\0', len))
     return -EINVAL;
   memcpy (args, buf, len);
   args[len] = '\0';
+  zcomp_params_init (&params);
   for (tok = strtok_r (args, " \t\n", &save); tok;
        tok = strtok_r (NULL, " \t\n", &save)) {
     char *val = strchr (tok, '=');
@@ -167,18 +359,25 @@ algorithm_params_store (struct zram *zram, const char *buf, size_t len)
         return r;
     }
     else if (strcmp (tok, "level") == 0) {
-      if ((r = parse_int (val, &level)) < 0)
+      if ((r = parse_int (val, &params.level)) < 0)
         return r;
+    }
+    else if (strcmp (tok, "deflate.winbits") == 0) {
+      if ((r = parse_int (val, &params.deflate_winbits)) < 0)
+        return r;
+      if (!zcomp_winbits_valid (params.deflate_winbits))
+        return -EINVAL;
     }
     else if (strcmp (tok, "algo") == 0)
       algo = val;
+    else if (strcmp (tok, "dict") == 0)
+      dict = val;
     else
-      return -EINVAL;           /* dict=, deflate.winbits=, unknown */
+      return -EINVAL;           /* unknown (zram ignores it) */
   }
-  /* Only the primary algorithm: there is no recompression. */
-  if (!algo && prio != 0)
-    return -EINVAL;
-  r = zram_set_comp_params (zram, algo, level);
+  if (dict && (r = zcomp_params_load_dict (&params, dict)) < 0)
+    return r;
+  r = zram_set_comp_params (zram, algo, prio, &params);
   return r < 0 ? r : (ssize_t) len;
 }
 
@@ -437,6 +636,8 @@ const struct zram_attr zram_attrs[] = {
   { "idle",           0200, NULL,                idle_store },
   { "comp_algorithm", 0644, comp_algorithm_show, comp_algorithm_store },
   { "algorithm_params", 0200, NULL,              algorithm_params_store },
+  { "recomp_algorithm", 0644, recomp_algorithm_show, recomp_algorithm_store },
+  { "recompress",     0200, NULL,                recompress_store },
   { "io_stat",        0444, io_stat_show,        NULL },
   { "mm_stat",        0444, mm_stat_show,        NULL },
   { "debug_stat",     0444, debug_stat_show,     NULL },

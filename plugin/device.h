@@ -35,7 +35,23 @@ struct zram {
   struct zs_pool *pool;
   size_t huge_class_size;               /* objects this big are stored raw */
   const struct zcomp *comp;             /* atomic: read without the lock */
-  int comp_level;                       /* algorithm_params' level; atomic */
+  /* The recompression algorithms by priority (recomp[0] unused: that is
+   * comp), set while uninitialised, cleared by reset.
+   */
+  const struct zcomp *recomp[ZRAM_MAX_COMPS];
+  /* algorithm_params per priority (0: comp), written while uninitialised;
+   * confs[prio] is made from the priority's algorithm and params[prio] at
+   * initialisation (NULL for a priority without one), freed at reset, and
+   * only read between the two.  A stored slot's priority picks the conf
+   * that decompresses it.
+   */
+  struct zcomp_params params[ZRAM_MAX_COMPS];
+  struct zcomp_conf *confs[ZRAM_MAX_COMPS];
+  /* One above the highest priority with a conf: recompression's upper
+   * bound (zram's num_active_comps, for priorities set without gaps).
+   */
+  unsigned nr_prios;
+  int pp_in_progress;                   /* atomic: recompress running */
 
   const struct zcomp *default_comp;     /* what reset returns to */
   uint64_t default_mem_limit;
@@ -49,6 +65,12 @@ struct zram {
 
   struct counters stats;
 };
+
+/* io.c: under the slot lock, bytes [off, off+n) of the block into dst;
+ * -EIO for data that does not decompress to exactly one page.
+ */
+int slot_read_locked (struct zram *zram, struct zram_slot *s,
+                      unsigned char *dst, uint32_t off, uint32_t n);
 
 static inline bool
 zram_has_table (const struct zram *zram)

@@ -4,7 +4,7 @@
  * stats.h for the counters.
  *
  * Still to do: writeback of idle pages to a backing device (the IDLE flag
- * is kept for it), and recompression.
+ * is kept for it).  Recompression is recompress.c.
  */
 #include <config.h>
 
@@ -29,6 +29,7 @@ struct zram *
 zram_create_with (const struct zs_ops *pages)
 {
   struct zram *zram;
+  size_t i;
   int err;
 
   zram = calloc (1, sizeof *zram);
@@ -46,8 +47,9 @@ zram_create_with (const struct zs_ops *pages)
     errno = err;
     return NULL;
   }
-  zram->default_comp = zram->comp = zcomp_find ("lzo");
-  zram->comp_level = ZCOMP_LEVEL_DEFAULT;
+  zram->default_comp = zram->comp = zcomp_find (ZRAM_DEFAULT_COMP);
+  for (i = 0; i < ZRAM_MAX_COMPS; i++)
+    zcomp_params_init (&zram->params[i]);
   if (pages) {
     zram->has_pages = true;
     zram->pages = *pages;
@@ -59,6 +61,44 @@ struct zram *
 zram_create (void)
 {
   return zram_create_with (NULL);
+}
+
+/* Under init_lock for writing: the compressors' confs. */
+static void
+free_confs (struct zram *zram)
+{
+  size_t i;
+
+  for (i = 0; i < ZRAM_MAX_COMPS; i++) {
+    zcomp_conf_free (zram->confs[i]);
+    zram->confs[i] = NULL;
+  }
+  zram->nr_prios = 0;
+}
+
+/* Under init_lock for writing: makes a conf for every priority that has
+ * an algorithm, as zram's disksize_store makes its zcomps.  0 or the
+ * first error, with none made.
+ */
+static int
+make_confs (struct zram *zram)
+{
+  size_t i;
+  int r = 0;
+
+  for (i = 0; i < ZRAM_MAX_COMPS; i++) {
+    const struct zcomp *comp = i == 0 ? zram->comp : zram->recomp[i];
+
+    if (comp == NULL)
+      continue;
+    zram->confs[i] = zcomp_conf_new (comp, &zram->params[i], &r);
+    if (zram->confs[i] == NULL) {
+      free_confs (zram);
+      return r;
+    }
+    zram->nr_prios = i + 1;
+  }
+  return 0;
 }
 
 /* Under init_lock for writing: frees the table and the pool and zeroes
@@ -73,6 +113,7 @@ teardown (struct zram *zram)
   __atomic_store_n (&zram->disksize, 0, __ATOMIC_RELEASE);
   slot_table_destroy (&zram->table);
   zram->pool = NULL;
+  free_confs (zram);
   counters_zero (&zram->stats);
   __atomic_store_n (&zram->max_used_pages, 0, __ATOMIC_RELAXED);
 }
@@ -80,9 +121,13 @@ teardown (struct zram *zram)
 void
 zram_destroy (struct zram *zram)
 {
+  size_t i;
+
   if (zram == NULL)
     return;
   teardown (zram);
+  for (i = 0; i < ZRAM_MAX_COMPS; i++)
+    zcomp_params_clear (&zram->params[i]);
   pthread_rwlock_destroy (&zram->init_lock);
   counters_destroy (&zram->stats);
   free (zram);
@@ -106,21 +151,77 @@ zram_set_comp_algorithm (struct zram *zram, const char *name)
 }
 
 int
-zram_set_comp_params (struct zram *zram, const char *algo, int level)
+zram_set_comp_params (struct zram *zram, const char *algo, int prio,
+                      struct zcomp_params *params)
 {
   int r = 0;
 
   pthread_rwlock_wrlock (&zram->init_lock);
-  if (algo && strcmp (algo, zcomp_name (zram->comp)) != 0)
+  /* As zram: algo= picks the first priority whose algorithm has that
+   * name.
+   */
+  if (algo) {
+    int p;
+
+    prio = -1;
+    for (p = ZRAM_MAX_COMPS - 1; p >= 0; p--) {
+      const struct zcomp *c = p == 0 ? zram->comp : zram->recomp[p];
+
+      if (c && strcmp (algo, zcomp_name (c)) == 0)
+        prio = p;
+    }
+  }
+  if (prio < 0 || prio >= ZRAM_MAX_COMPS)
     r = -EINVAL;
-  else if (!zram_has_table (zram))
-    __atomic_store_n (&zram->comp_level, level, __ATOMIC_RELAXED);
+  else if (!zram_has_table (zram)) {
+    zcomp_params_clear (&zram->params[prio]);
+    zram->params[prio] = *params;
+    zcomp_params_init (params);
+  }
   /* Initialised: the write is taken and changes nothing, as in Linux
-   * 6.18, whose compressor took its level at initialisation (and whose
-   * reset clears it).
+   * 6.18, whose compressor took its parameters at initialisation (and
+   * whose reset clears them).
    */
   pthread_rwlock_unlock (&zram->init_lock);
+  zcomp_params_clear (params);
   return r;
+}
+
+int
+zram_set_recomp_algorithm (struct zram *zram, int prio, const char *name)
+{
+  const struct zcomp *comp = zcomp_find (name);
+  int r = 0;
+
+  if (prio < 1 || prio >= ZRAM_MAX_COMPS || comp == NULL)
+    return -EINVAL;
+  pthread_rwlock_wrlock (&zram->init_lock);
+  if (zram_has_table (zram))
+    r = -EBUSY;
+  else
+    zram->recomp[prio] = comp;
+  pthread_rwlock_unlock (&zram->init_lock);
+  return r;
+}
+
+const char *
+zram_recomp_algorithm (struct zram *zram, int prio)
+{
+  const char *name = NULL;
+
+  if (prio < 1 || prio >= ZRAM_MAX_COMPS)
+    return NULL;
+  pthread_rwlock_rdlock (&zram->init_lock);
+  if (zram->recomp[prio])
+    name = zcomp_name (zram->recomp[prio]);
+  pthread_rwlock_unlock (&zram->init_lock);
+  return name;
+}
+
+const struct zcomp_params *
+zram_comp_params (struct zram *zram, int prio)
+{
+  return &zram->params[prio];
 }
 
 const char *
@@ -170,14 +271,20 @@ zram_set_disksize (struct zram *zram, uint64_t bytes)
     r = -EBUSY;
     goto out;
   }
+  /* The compressors take algorithm_params now, as zram's do. */
+  r = make_confs (zram);
+  if (r < 0)
+    goto out;
   pool = zs_create_pool ("zram", zram->has_pages ? &zram->pages : NULL);
   if (pool == NULL) {
     r = -errno;
+    free_confs (zram);
     goto out;
   }
   r = slot_table_create (&zram->table, nr_slots);
   if (r < 0) {
     zs_destroy_pool (pool);
+    free_confs (zram);
     goto out;
   }
   zram->pool = pool;
@@ -207,6 +314,7 @@ zram_initialised (struct zram *zram)
 int
 zram_reset (struct zram *zram)
 {
+  size_t i;
   int r = 0;
 
   pthread_rwlock_wrlock (&zram->init_lock);
@@ -221,8 +329,10 @@ zram_reset (struct zram *zram)
      * algorithm_params, and no limit.
      */
     __atomic_store_n (&zram->comp, zram->default_comp, __ATOMIC_RELAXED);
-    __atomic_store_n (&zram->comp_level, ZCOMP_LEVEL_DEFAULT,
-                      __ATOMIC_RELAXED);
+    for (i = 0; i < ZRAM_MAX_COMPS; i++) {
+      zcomp_params_clear (&zram->params[i]);
+      zram->recomp[i] = NULL;
+    }
     zram_set_mem_limit (zram, zram->default_mem_limit);
   }
   pthread_rwlock_unlock (&zram->init_lock);

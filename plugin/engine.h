@@ -34,6 +34,15 @@
 #define ZRAM_MAX_DISKSIZE (UINT64_C (1) << 42)
 #define ZRAM_MAX_DISKSIZE_TEXT "4T"
 
+/* The primary compressor and three for recompression, as zram's
+ * ZRAM_MAX_COMPS with CONFIG_ZRAM_MULTI_COMP.
+ */
+#define ZRAM_MAX_COMPS 4
+
+/* What a new device compresses with: zram's default (CONFIG_ZRAM_DEF_COMP). */
+#define ZRAM_DEFAULT_COMP "lzo-rle"
+
+
 /* Counters, listed once so that the struct, the printed names and every
  * consumer agree (mimalloc's habit).  All count events since the device was
  * created or last reset, except where zram keeps them across reset.
@@ -83,7 +92,8 @@ struct zram_stats {
 
 struct zram;
 
-/* A new, uninitialised device with comp_algorithm "lzo" and no mem_limit.
+/* A new, uninitialised device with comp_algorithm ZRAM_DEFAULT_COMP and
+ * no mem_limit.
  * NULL with errno set on failure.
  */
 struct zram *zram_create (void);
@@ -98,14 +108,57 @@ void zram_destroy (struct zram *zram);
 
 /* -EBUSY once initialised; -EINVAL for a name not built in. */
 int zram_set_comp_algorithm (struct zram *zram, const char *name);
-/* algorithm_params: the compression level (ZCOMP_LEVEL_DEFAULT: the
- * algorithm's own) for the current algorithm, taken at initialisation;
- * algo, if not NULL, must name the current algorithm (-EINVAL
- * otherwise).  Once initialised it succeeds and changes nothing, as in
- * Linux 6.18.  comp_algorithm does not clear the level; reset does.
+/* algorithm_params for priority prio (0: comp_algorithm's, 1 to 3: the
+ * recompression algorithms'), taken at initialisation; algo, if not NULL,
+ * names the algorithm instead and picks its priority (-EINVAL if no
+ * priority has it).  -EINVAL for a priority out of 0..3.  Takes params
+ * (leaving it cleared) whatever the result.  Once initialised it succeeds
+ * and changes nothing, as in Linux 6.18.  comp_algorithm does not clear
+ * the parameters; reset does.
  */
-int zram_set_comp_params (struct zram *zram, const char *algo, int level);
-/* The current algorithm's name, e.g. "lzo". */
+struct zcomp_params;
+int zram_set_comp_params (struct zram *zram, const char *algo, int prio,
+                          struct zcomp_params *params);
+/* recomp_algorithm: the algorithm of recompression priority prio (1 to
+ * 3).  -EINVAL for a priority out of range or a name not built in, -EBUSY
+ * once initialised.  reset clears them.
+ */
+int zram_set_recomp_algorithm (struct zram *zram, int prio, const char *name);
+/* The algorithm set for priority prio (1 to 3), or NULL. */
+const char *zram_recomp_algorithm (struct zram *zram, int prio);
+
+/* recompress's type= bits (zram's RECOMPRESS_IDLE and RECOMPRESS_HUGE);
+ * none: every stored slot.
+ */
+#define ZRAM_RECOMP_IDLE 1u
+#define ZRAM_RECOMP_HUGE 2u
+
+/* One write to recompress, parsed as zram_drv.c's recompress_store parses
+ * it: prio and prio_max (exclusive) from priority= (default 1 and
+ * ZRAM_MAX_COMPS), algo (NULL: any) picks one priority at or above prio.
+ */
+struct zram_recompress_req {
+  unsigned mode;                        /* ZRAM_RECOMP_* */
+  uint64_t max_pages;                   /* UINT64_MAX: no limit */
+  uint32_t threshold;                   /* 0: none */
+  const char *algo;
+  unsigned prio, prio_max;
+};
+
+/* Recompresses the stored slots the request picks, largest first, with
+ * the recompression algorithms, beside I/O.  0, or the kernel's errors:
+ * -EINVAL (threshold not below the huge class size, uninitialised, algo
+ * not set, no algorithm in the priorities asked for), -EAGAIN while
+ * another recompress runs, -ENOMEM, -EIO (a block that doesn't
+ * decompress).  Stored data is intact whatever the result.
+ */
+int zram_recompress (struct zram *zram, const struct zram_recompress_req *req);
+
+/* The parameters stored for priority prio (0..ZRAM_MAX_COMPS-1); read
+ * under the same rules as they are written.
+ */
+const struct zcomp_params *zram_comp_params (struct zram *zram, int prio);
+/* The current algorithm's name, e.g. "lzo-rle". */
 const char *zram_comp_algorithm (struct zram *zram);
 /* The algorithms built in, NULL-terminated, in the order the comp_algorithm
  * file lists them.
@@ -128,7 +181,8 @@ bool zram_initialised (struct zram *zram);
  */
 int zram_reset (struct zram *zram);
 
-/* The comp_algorithm and mem_limit that reset returns to: "lzo" and 0 (no
+/* The comp_algorithm and mem_limit that reset returns to: ZRAM_DEFAULT_COMP
+ * and 0 (no
  * limit) unless set here.  Linux returns to its built-in default compressor
  * and no limit; the plugin makes its command line's comp_algorithm= and
  * mem_limit= the defaults.  Applies them at once if uninitialised.
@@ -198,5 +252,16 @@ size_t zram_class_stats (struct zram *zram, struct zs_class_stat *out,
  */
 int zram_test_corrupt (struct zram *zram, uint64_t index, uint32_t byte,
                        uint8_t mask);
+/* What block `index` holds, under its lock: the compressor priority that
+ * wrote it (0 to 3), whether it is huge, incompressible or idle, and the
+ * stored object's size (0: none).  -EINVAL out of range or uninitialised.
+ */
+struct zram_test_slot {
+  unsigned prio;
+  bool huge, incompressible, idle;
+  uint32_t size;
+};
+int zram_test_slot (struct zram *zram, uint64_t index,
+                    struct zram_test_slot *out);
 
 #endif /* UZRAM_ENGINE_H */

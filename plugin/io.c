@@ -75,7 +75,7 @@ fill_word (unsigned char *dst, uint64_t word, uint32_t off, uint32_t n)
 struct slot_val {
   uint64_t handle;      /* handle, or word with SLOT_SAME */
   uint32_t size;
-  uint32_t flags;       /* SLOT_SAME, SLOT_HUGE or 0 */
+  uint32_t flags;       /* SLOT_SAME, SLOT_HUGE or 0 (priority 0) */
 };
 
 static void
@@ -112,9 +112,7 @@ prepare_page (struct zram *zram, const unsigned char *page,
     return 0;
   }
 
-  r = zcomp_compress (zram->comp,
-                      __atomic_load_n (&zram->comp_level, __ATOMIC_RELAXED),
-                      page, &data, &len);
+  r = zcomp_compress (zram->confs[0], page, &data, &len);
   if (r < 0)
     return r;
   val->flags = 0;
@@ -159,7 +157,7 @@ slot_swap (struct zram *zram, struct zram_slot *s, const struct slot_val *val,
 
   __atomic_store_n (&s->handle, val->handle, __ATOMIC_RELAXED);
   s->size = val->size;
-  slot_update_flags (s, SLOT_STATE_BITS | SLOT_IDLE, val->flags);
+  slot_update_flags (s, SLOT_STATE_BITS | SLOT_IDLE | SLOT_PP, val->flags);
 
   if (val->flags & SLOT_SAME)
     STAT_INC (&zram->stats, same_pages);
@@ -195,15 +193,13 @@ release_old (struct zram *zram, const struct slot_val *old)
 
 static const struct slot_val empty_val = { 0, 0, 0 };
 
-/* Under the slot lock: bytes [off, off+n) of the block into dst.
- * -EIO for data that does not decompress to exactly one page.
- */
-static int
+int
 slot_read_locked (struct zram *zram, struct zram_slot *s, unsigned char *dst,
                   uint32_t off, uint32_t n)
 {
   uint32_t f = slot_flags (s);
   unsigned char page[ZRAM_BLOCK_SIZE];
+  const struct zcomp_conf *conf;
   const unsigned char *src;
   int r = 0;
 
@@ -216,13 +212,17 @@ slot_read_locked (struct zram *zram, struct zram_slot *s, unsigned char *dst,
     return 0;
   }
 
+  /* The conf of the priority that wrote the block: a recompressed one is
+   * read with its recompression algorithm.
+   */
+  conf = zram->confs[slot_prio_of (f)];
   src = zs_map_object (zram->pool, s->handle, ZS_MM_RO);
   if (f & SLOT_HUGE)
     memcpy (dst, src + off, n);
   else if (n == ZRAM_BLOCK_SIZE)
-    r = zcomp_decompress (zram->comp, src, s->size, dst);
+    r = zcomp_decompress (conf, src, s->size, dst);
   else {
-    r = zcomp_decompress (zram->comp, src, s->size, page);
+    r = zcomp_decompress (conf, src, s->size, page);
     if (r == 0)
       memcpy (dst, page + off, n);
   }
@@ -515,4 +515,24 @@ zram_test_corrupt (struct zram *zram, uint64_t index, uint32_t byte,
   }
   slot_unlock (s);
   return r;
+}
+
+int
+zram_test_slot (struct zram *zram, uint64_t index, struct zram_test_slot *out)
+{
+  struct zram_slot *s;
+  uint32_t f;
+
+  if (!zram_has_table (zram) || index >= zram->table.nr_slots)
+    return -EINVAL;
+  s = &zram->table.slots[index];
+  slot_lock (s);
+  f = slot_flags (s);
+  out->prio = slot_prio_of (f);
+  out->huge = f & SLOT_HUGE;
+  out->incompressible = f & SLOT_INCOMPRESSIBLE;
+  out->idle = f & SLOT_IDLE;
+  out->size = (f & SLOT_SAME) ? 0 : s->size;
+  slot_unlock (s);
+  return 0;
 }

@@ -18,9 +18,16 @@
  *                 data, or with SLOT_HUGE the raw page
  *
  * and, beside the state, SLOT_IDLE (not accessed since the last
- * zram_mark_idle_all) and the two lock bits.  New states (written back,
- * recompressed, incompressible) take the free bits after SLOT_IDLE, and
- * SLOT_STATE_BITS, which every change of state clears, grows with them.
+ * zram_mark_idle_all) and the two lock bits.  A stored slot also says
+ * which compressor wrote it: the priority (0: comp_algorithm, 1 to 3: the
+ * recompression algorithms) in SLOT_PRIO_MASK, zram's ZRAM_COMP_PRIORITY
+ * bits, so a recompressed block is read with its own algorithm; and
+ * SLOT_INCOMPRESSIBLE (zram's ZRAM_INCOMPRESSIBLE) once no recompression
+ * algorithm made it smaller, so recompression does not try it again.
+ * Both belong to the stored value: a write replaces them (SLOT_STATE_BITS).
+ * SLOT_PP marks a slot picked by recompression (zram's ZRAM_PP_SLOT):
+ * any change of the slot's value clears it, which is how recompression,
+ * compressing outside the lock, knows the slot did not change meanwhile.
  *
  * The table is one private anonymous mapping with MAP_NORESERVE: the kernel
  * backs a 4 KiB page of it (256 slots, 1 MiB of disk) only when a slot in it
@@ -64,11 +71,23 @@ _Static_assert (sizeof (struct zram_slot) == 16, "a slot is 16 bytes");
 #define SLOT_SAME    (1u << 2)   /* same-filled: handle is the word */
 #define SLOT_HUGE    (1u << 3)   /* stored raw, size is 4096 */
 #define SLOT_IDLE    (1u << 4)   /* not accessed since zram_mark_idle_all */
+/* Bit 5 is the writeback branch's SLOT_WB. */
+#define SLOT_INCOMPRESSIBLE (1u << 6)   /* no recompression shrank it */
+#define SLOT_PRIO_SHIFT 7               /* compressor priority, 0..3 */
+#define SLOT_PRIO_MASK  (3u << SLOT_PRIO_SHIFT)
+#define SLOT_PP      (1u << 9)   /* picked by recompression, unchanged since */
 #define SLOT_LOCK_BITS  (SLOT_LOCKED | SLOT_WAITERS)
 /* What says how the slot's contents are kept: a slot's value carries these
  * (struct slot_val), and storing a new value replaces them.
  */
-#define SLOT_STATE_BITS (SLOT_SAME | SLOT_HUGE)
+#define SLOT_STATE_BITS (SLOT_SAME | SLOT_HUGE | SLOT_INCOMPRESSIBLE | \
+                         SLOT_PRIO_MASK)
+
+static inline unsigned
+slot_prio_of (uint32_t flags)
+{
+  return (flags & SLOT_PRIO_MASK) >> SLOT_PRIO_SHIFT;
+}
 
 /* Slots per 4 KiB page of the table: the unit the kernel backs with
  * memory, and the unit of the touched bitmap.

@@ -58,7 +58,7 @@ NBDKIT_DLL_PUBLIC int zram_debug_stats;
 
 static struct zram *zram;
 static int64_t size = -1;               /* -1: not given */
-static const char *comp_algorithm = "lzo";
+static const char *comp_algorithm = ZRAM_DEFAULT_COMP;
 static char *comp_algorithm_buf;
 static uint64_t mem_limit;
 static char *control_dir;
@@ -192,7 +192,8 @@ zram_config (const char *key, const char *value)
 #define zram_config_help \
   "[size=]SIZE              Disk size (rounded up to 4 KiB); without it the\n" \
   "                         device starts uninitialised (see control=).\n" \
-  "comp_algorithm=ALGO      Compressor: lzo (default), lz4 or zstd.\n" \
+  "comp_algorithm=ALGO      Compressor: lzo-rle (default), lzo, lz4, lz4hc,\n" \
+  "                         zstd or deflate, as built.\n" \
   "mem_limit=SIZE           Refuse writes (ENOSPC) past this much memory.\n" \
   "control=DIR              Mount zram's sysfs files at DIR (FUSE).\n" \
   "mlock=true               Lock nbdkit's memory (for swap on the device).\n" \
@@ -337,7 +338,7 @@ zram_dump_plugin (void)
 
   list_algorithms (list, sizeof list);
   printf ("zram_comp_algorithms=%s\n", list);
-  printf ("zram_default_comp_algorithm=lzo\n");
+  printf ("zram_default_comp_algorithm=%s\n", ZRAM_DEFAULT_COMP);
   printf ("zram_block_size=%u\n", ZRAM_BLOCK_SIZE);
   printf ("zram_uring=%s\n", uring_unusable () ? "no" : "yes");
 }

@@ -16,17 +16,22 @@ san="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
     --enable-sanitizers=address,undefined >/dev/null
 b=$src/build-fuzz
 libs="$b/plugin/.libs/libzramengine.a $b/allocator/.libs/libzsmalloc.a"
-deps=$(pkg-config --libs lzo2 liblz4 libzstd 2>/dev/null || pkg-config --libs lzo2)
+deps=$(pkg-config --libs lzo2 liblz4 libzstd zlib 2>/dev/null || pkg-config --libs lzo2)
 mkdir -p "$src/tests/fuzz/crashes"
 rc=0
-for t in zsmalloc engine; do
+# decompress: every decompressor on any stream (the first byte picks one);
+# lzo-rle's is uzram's own code, instrumented, so libFuzzer is guided there.
+for t in zsmalloc engine decompress; do
+    tsrc=$src/tests/fuzz/fuzz-$t.c
+    max_len=4096
+    [ $t = decompress ] && tsrc="-DUSE_LIBFUZZER $src/tests/fuzz-decompress.c" max_len=8192
     clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -I"$src/include" -I"$src/plugin" -I"$b" \
-        "$src/tests/fuzz/fuzz-$t.c" $libs $deps -pthread -o "$b/fuzz-$t"
+        $tsrc $libs $deps -pthread -o "$b/fuzz-$t"
     mkdir -p "$src/tests/fuzz/corpus-$t" "$b/corpus-$t"
     echo "=== fuzz-$t for $secs s"
     if ! ASAN_OPTIONS=detect_leaks=1 "$b/fuzz-$t" -max_total_time="$secs" -timeout=20 \
-         -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
+         -rss_limit_mb=2048 -max_len=$max_len -print_final_stats=1 \
          -artifact_prefix="$src/tests/fuzz/crashes/$t-" \
          "$b/corpus-$t" "$src/tests/fuzz/corpus-$t" 2> "$b/fuzz-$t.log"; then
         tail -n 60 "$b/fuzz-$t.log"
@@ -35,7 +40,7 @@ for t in zsmalloc engine; do
     else
         grep -E '^stat::number_of_executed_units|^Done' "$b/fuzz-$t.log" | head -n 2
         if [ "$keep" = --keep ]; then
-            "$b/fuzz-$t" -merge=1 -max_len=4096 "$src/tests/fuzz/corpus-$t" "$b/corpus-$t" \
+            "$b/fuzz-$t" -merge=1 -max_len=$max_len "$src/tests/fuzz/corpus-$t" "$b/corpus-$t" \
                 2> "$b/fuzz-$t-merge.log"
             echo "corpus-$t: $(ls "$src/tests/fuzz/corpus-$t" | wc -l) inputs"
         fi

@@ -10,14 +10,14 @@ set -e
 BUILD_PKGS="
   build-essential autoconf automake libtool pkg-config
   nbdkit nbdkit-plugin-dev
-  liblzo2-dev liblz4-dev libzstd-dev
+  liblzo2-dev liblz4-dev libzstd-dev zlib1g-dev
   libfuse3-dev liburing-dev
 "
 RUN_PKGS="
   fuse3 e2fsprogs util-linux procps
 "
 TEST_PKGS="
-  libnbd-bin python3-libnbd
+  libnbd-bin python3-libnbd zstd
   fio qemu-utils nbd-client
   clang libclang-rt-14-dev valgrind
   gnuplot-nox perl

@@ -1,6 +1,6 @@
 #!/bin/bash
 # README's first command: installs what uzram needs, builds it, brings up a
-# 1 GiB device with the defaults (lzo, attached as a loop device over the
+# 1 GiB device with the defaults (lzo-rle, attached as a loop device over the
 # control filesystem's `disk` file) and shows its status.
 #   scripts/up.sh [uzram up options...]     e.g. --swap, --size 4G
 set -e

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "attrs.h"
+#include "comp.h"
 #include "engine.h"
 #include "testlib.h"
 
@@ -223,6 +224,13 @@ compressed_size (const char *alg, const char *params, const char *late)
     expect_store ("algorithm_params", late, 0);
   CHECK (zram_write (zram, buf, 64 * BS, 0) == 0);
   size = mm_field (2);
+  {
+    char *back = malloc (64 * BS);
+
+    CHECK (back && zram_read (zram, back, 64 * BS, 0) == 0 &&
+           memcmp (back, buf, 64 * BS) == 0);
+    free (back);
+  }
   expect_store ("reset", "1", 0);
   free (buf);
   return size;
@@ -239,15 +247,41 @@ built_in (const char *alg)
   return false;
 }
 
+/* A dictionary file of the vocabulary compressed_size draws from; its
+ * path in dict_path.
+ */
+static char dict_path[] = "/tmp/test-attrs-dict.XXXXXX";
+static size_t dict_len;
+
+static void
+make_dict (void)
+{
+  static const char text[] =
+    "zram page swap compress memory block device the of and a to in is "
+    "object class zram compress page memory swap device block the a of ";
+  int fd = mkstemp (dict_path);
+  int i;
+
+  CHECK (fd >= 0);
+  for (i = 0; i < 16; i++)
+    CHECK (write (fd, text, sizeof text - 1) == (ssize_t) sizeof text - 1);
+  dict_len = 16 * (sizeof text - 1);
+  close (fd);
+}
+
 static void
 test_algorithm_params (void)
 {
+  char cmd[256];
+  const char *cur = zram_comp_algorithm (zram);
+
   /* zram's syntax: name=value pairs, every one checked first. */
   expect_store ("algorithm_params", "level=3", 0);
   expect_store ("algorithm_params", "level=-3\n", 0);
   expect_store ("algorithm_params", "priority=0 level=+3", 0);
   expect_store ("algorithm_params", " level=1\tpriority=0 \n", 0);
-  expect_store ("algorithm_params", "algo=lzo level=2", 0);
+  snprintf (cmd, sizeof cmd, "algo=%s level=2", cur);
+  expect_store ("algorithm_params", cmd, 0);
   expect_store ("algorithm_params", "\n", 0);
   expect_store ("algorithm_params", "level", EINVAL);
   expect_store ("algorithm_params", "level=", EINVAL);
@@ -257,17 +291,46 @@ test_algorithm_params (void)
   expect_store ("algorithm_params", "level=2147483648", ERANGE);
   expect_store ("algorithm_params", "level=-2147483649", ERANGE);
   expect_store ("algorithm_params", "level=99999999999999999999", ERANGE);
-  /* Only the primary algorithm, and it must be the one named. */
-  expect_store ("algorithm_params", "priority=1 level=3", EINVAL);
+  /* Priorities 0 to 3, as zram with recompression; algo= must name an
+   * algorithm of some priority (only the primary has one yet).
+   */
+  expect_store ("algorithm_params", "priority=1 level=3", 0);
+  expect_store ("algorithm_params", "priority=3 level=7 deflate.winbits=12", 0);
+  CHECK (zram_comp_params (zram, 1)->level == 3);
+  CHECK (zram_comp_params (zram, 3)->level == 7);
+  CHECK (zram_comp_params (zram, 3)->deflate_winbits == 12);
+  expect_store ("algorithm_params", "priority=4 level=3", EINVAL);
+  expect_store ("algorithm_params", "priority=-1 level=3", EINVAL);
   expect_store ("algorithm_params", "priority=x level=3", EINVAL);
   expect_store ("algorithm_params", "algo=nosuch level=3", EINVAL);
+  expect_store ("algorithm_params", "algo=nosuch priority=1", EINVAL);
   if (built_in ("zstd"))
     expect_store ("algorithm_params", "algo=zstd level=3", EINVAL);
-  /* What zram takes and this device does not have, or zram ignores. */
-  expect_store ("algorithm_params", "dict=/etc/hostname", EINVAL);
-  expect_store ("algorithm_params", "deflate.winbits=9", EINVAL);
+  /* A failed write leaves what was stored. */
+  CHECK (zram_comp_params (zram, 1)->level == 3);
+  /* A write replaces the priority's parameters: none left clears them. */
+  expect_store ("algorithm_params", "priority=1", 0);
+  CHECK (zram_comp_params (zram, 1)->level == ZCOMP_PARAM_NOT_SET);
+  /* dict= reads the file at once: one that cannot be read is EINVAL. */
+  expect_store ("algorithm_params", "dict=/nonexistent/dict", EINVAL);
+  expect_store ("algorithm_params", "dict=/", EINVAL);
+  snprintf (cmd, sizeof cmd, "priority=2 dict=%s", dict_path);
+  expect_store ("algorithm_params", cmd, 0);
+  CHECK (zram_comp_params (zram, 2)->dict_len == dict_len);
+  /* deflate.winbits: zlib's windowBits, raw (negative) or zlib. */
+  expect_store ("algorithm_params", "deflate.winbits=-15", 0);
+  expect_store ("algorithm_params", "deflate.winbits=9", 0);
+  expect_store ("algorithm_params", "deflate.winbits=0", EINVAL);
+  expect_store ("algorithm_params", "deflate.winbits=16", EINVAL);
+  expect_store ("algorithm_params", "deflate.winbits=-8", EINVAL);
+  expect_store ("algorithm_params", "deflate.winbits=x", EINVAL);
+  /* What zram ignores. */
   expect_store ("algorithm_params", "nosuch=1", EINVAL);
   expect_store ("algorithm_params", "level=3 nosuch=1", EINVAL);
+  /* reset clears every priority's parameters. */
+  expect_store ("reset", "1", 0);
+  CHECK (zram_comp_params (zram, 2)->dict == NULL);
+  CHECK (zram_comp_params (zram, 0)->level == ZCOMP_PARAM_NOT_SET);
 
   /* Once initialised, as Linux 6.18: taken, changing nothing (below);
    * garbage and another algorithm are still EINVAL.
@@ -294,15 +357,41 @@ test_algorithm_params (void)
     CHECK (compressed_size ("zstd", NULL, NULL) == dflt);
     expect_store ("algorithm_params", "level=19", 0);
     CHECK (compressed_size ("zstd", NULL, NULL) == best); /* lzo, then zstd */
+    /* A dictionary of the same words: smaller, and read back whole. */
+    snprintf (cmd, sizeof cmd, "dict=%s", dict_path);
+    CHECK (compressed_size ("zstd", cmd, NULL) < dflt);
   }
   if (built_in ("lz4")) {
     uint64_t dflt = compressed_size ("lz4", NULL, NULL);
 
     CHECK (compressed_size ("lz4", "level=65537", NULL) > dflt);
     CHECK (compressed_size ("lz4", "level=0", NULL) == dflt);  /* <1 is 1 */
+    snprintf (cmd, sizeof cmd, "dict=%s", dict_path);
+    CHECK (compressed_size ("lz4", cmd, NULL) < dflt);
+    /* lz4hc: smaller than lz4; its level counts (1 is its weakest). */
+    CHECK (compressed_size ("lz4hc", NULL, NULL) < dflt);
+    CHECK (compressed_size ("lz4hc", "level=1", NULL) >
+           compressed_size ("lz4hc", "level=12", NULL));
+    CHECK (compressed_size ("lz4hc", cmd, NULL) <
+           compressed_size ("lz4hc", NULL, NULL));
   }
+  if (built_in ("deflate")) {
+    uint64_t dflt = compressed_size ("deflate", NULL, NULL);
+
+    /* A zlib stream is the raw one plus 2 bytes of header and 4 of
+     * Adler-32, on each of the 64 pages.
+     */
+    CHECK (compressed_size ("deflate", "deflate.winbits=11", NULL) ==
+           dflt + 64 * 6);
+    CHECK (compressed_size ("deflate", "level=1", NULL) > dflt);
+  }
+  /* lzo and lzo-rle have no level and no dictionary. */
   CHECK (compressed_size ("lzo", "level=9", NULL) ==
          compressed_size ("lzo", NULL, NULL));
+  snprintf (cmd, sizeof cmd, "level=9 dict=%s", dict_path);
+  CHECK (compressed_size ("lzo-rle", cmd, NULL) ==
+         compressed_size ("lzo-rle", NULL, NULL));
+  unlink (dict_path);
 }
 
 /* --- threads: I/O against the table's show and store --- */
@@ -339,8 +428,13 @@ shower (void *arg)
   CHECK (buf);
   while (!stop)
     for (i = 0; i < zram_nr_attrs; i++)
-      if (zram_attrs[i].show)
-        CHECK (zram_attrs[i].show (zram, buf, 65536) > 0);
+      if (zram_attrs[i].show) {
+        ssize_t n = zram_attrs[i].show (zram, buf, 65536);
+
+        /* recomp_algorithm is empty while no priority has an algorithm. */
+        CHECK (n > 0 ||
+               (n == 0 && strcmp (zram_attrs[i].name, "recomp_algorithm") == 0));
+      }
   free (buf);
   return NULL;
 }
@@ -391,6 +485,7 @@ main (void)
   CHECK (zram);
   test_parse_size ();
   test_formats_and_rules ();
+  make_dict ();
   test_algorithm_params ();
   test_threads ();
   zram_destroy (zram);

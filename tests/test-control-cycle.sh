@@ -69,7 +69,7 @@ assert h.pread(4096, 8192) == b'round $round'.ljust(4096, b'.')
     expect_bytes "$ctl/disksize" $'0\n'
     expect_bytes "$ctl/mm_stat" "$z8 $z8 $z8 $z8 $z8 $z8 $z8 $z8 $z8"$'\n'
     # Linux 6.18 puts the compressor back to its default on reset.
-    expect_bytes "$ctl/comp_algorithm" "$(comp_algorithm_text lzo)"$'\n'
+    expect_bytes "$ctl/comp_algorithm" "$(comp_algorithm_text lzo-rle)"$'\n'
     [ "$(stat -c %s "$ctl/disk")" = 0 ] || fail "round $round: disk not empty"
 done
 echo "PASS: $0"

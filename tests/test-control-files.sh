@@ -14,6 +14,7 @@ declare -A modes=(
     [classes]=-r--r--r--
     [reset]=--w------- [compact]=--w------- [mem_limit]=--w-------
     [mem_used_max]=--w------- [idle]=--w------- [algorithm_params]=--w-------
+    [recomp_algorithm]=-rw-r--r-- [recompress]=--w-------
     [disk]=-rw-------
 )
 me=$(id -un)
@@ -42,7 +43,7 @@ z8='       0'
 expect_bytes "$ctl/disksize" $'0\n'
 expect_bytes "$ctl/initstate" $'0\n'
 expect_bytes "$ctl/size" $'0\n'
-expect_bytes "$ctl/comp_algorithm" "$(comp_algorithm_text lzo)"$'\n'
+expect_bytes "$ctl/comp_algorithm" "$(comp_algorithm_text lzo-rle)"$'\n'
 expect_bytes "$ctl/mm_stat" "$z8 $z8 $z8 $z8 $z8 $z8 $z8 $z8 $z8"$'\n'
 expect_bytes "$ctl/io_stat" "$z8 $z8 0 $z8"$'\n'
 expect_bytes "$ctl/debug_stat" $'version: 1\n'"0 $z8"$'\n'
@@ -82,7 +83,8 @@ done
 for v in $'\n' x -1 1Q 64MB 99999999999999999999999 "$long"; do
     expect_err "Invalid argument" "$ctl/mem_limit" "$v"
 done
-for v in level level= level=x priority=1 algo=nosuch dict=/etc/hostname \
+for v in level level= level=x priority=4 priority=-1 algo=nosuch \
+         dict=/nonexistent dict= deflate.winbits=16 deflate.winbits=0 \
          "level=3 nosuch=1" "$long"; do
     expect_err "Invalid argument" "$ctl/algorithm_params" "$v"
 done
@@ -91,7 +93,7 @@ expect_err "Invalid argument" "$ctl/idle" all          # nothing stored yet
 expect_err "Invalid argument" "$ctl/compact" 1         # not initialised
 expect_bytes "$ctl/initstate" $'0\n'
 expect_bytes "$ctl/disksize" $'0\n'
-expect_bytes "$ctl/comp_algorithm" "$(comp_algorithm_text lzo)"$'\n'
+expect_bytes "$ctl/comp_algorithm" "$(comp_algorithm_text lzo-rle)"$'\n'
 expect_bytes "$ctl/mm_stat" "$z8 $z8 $z8 $z8 $z8 $z8 $z8 $z8 $z8"$'\n'
 
 # --- accepted writes, with and without echo's newline ---
@@ -112,6 +114,10 @@ alg=lzo
 for a in lz4 zstd; do has_algorithm $a && alg=$a; done
 echo "$alg" > "$ctl/comp_algorithm" || fail "echo $alg > comp_algorithm"
 expect_ok "$ctl/algorithm_params" "algo=$alg level=2"
+expect_ok "$ctl/algorithm_params" $'level=1\n'
+# Recompression's priorities and zram's other parameters are taken.
+expect_ok "$ctl/algorithm_params" "priority=2 level=9 deflate.winbits=-12"
+expect_ok "$ctl/algorithm_params" "priority=3 dict=/etc/hostname"
 expect_ok "$ctl/algorithm_params" $'level=1\n'
 expect_bytes "$ctl/comp_algorithm" "$(comp_algorithm_text $alg)"$'\n'
 expect_ok "$ctl/disksize" 1000001                      # rounded up to 4 KiB

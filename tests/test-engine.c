@@ -386,8 +386,8 @@ life_cycle (void)
   unsigned char page[BS];
 
   CHECK (z);
-  CHECK (strcmp (algs[0], "lzo") == 0);
-  CHECK (strcmp (zram_comp_algorithm (z), "lzo") == 0);
+  CHECK (strcmp (algs[0], "lzo-rle") == 0);
+  CHECK (strcmp (zram_comp_algorithm (z), ZRAM_DEFAULT_COMP) == 0);
   CHECK (!zram_initialised (z));
   CHECK_EQ (zram_get (z), -ENXIO);
   CHECK_EQ (zram_mark_idle_all (z), -EINVAL);

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Replays the fuzz corpora and every recorded crash (tests/fuzz/) through
-# both fuzz targets, built without libFuzzer: what once crashed stays fixed.
+# every fuzz target, built without libFuzzer: what once crashed stays fixed.
 source "$top_srcdir/tests/functions.sh"
-for t in zsmalloc engine; do
+for t in zsmalloc engine decompress; do
     dirs=()
     for d in "$top_srcdir/tests/fuzz/corpus-$t" "$top_srcdir/tests/fuzz/crashes"; do
         [ -d "$d" ] && [ -n "$(ls "$d")" ] && dirs+=("$d")

@@ -19,7 +19,7 @@ cat "$tmpdir/status"
 # zramctl's default columns, and its sizes.
 head -n1 "$tmpdir/status" | grep -q '^NAME  *ALGORITHM  *DISKSIZE  *DATA  *COMPR  *TOTAL  *STREAMS  *MOUNTPOINT$' ||
     fail "the list's heading is not zramctl's"
-grep -q "^$a  *lzo  *64M  *1M " "$tmpdir/status" || fail "list row for $a wrong"
+grep -q "^$a  *lzo-rle  *64M  *1M " "$tmpdir/status" || fail "list row for $a wrong"
 [ "$(timeout 10 "$uzram" status "$a")" = "$(cat "$tmpdir/status")" ] || fail "'status NAME' differs from the list"
 timeout 10 "$uzram" list --raw --bytes -o NAME,DISKSIZE,DATA "$a" > "$tmpdir/raw"
 cat "$tmpdir/raw"
@@ -37,7 +37,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))["uzram"]
 r = [x for x in d if x["name"] == sys.argv[3]][0]
 assert r["disksize"] == 67108864 and r["data"] == 1048576, r
-assert r["algorithm"] == "lzo" and r["device"] == sys.argv[4], r
+assert r["algorithm"] == "lzo-rle" and r["device"] == sys.argv[4], r
 assert 0 < r["compr"] < r["data"], r
 assert r["comp-ratio"] == round(r["data"] / r["total"], 2), r
 assert r["mountpoint"] is None, r

@@ -34,7 +34,7 @@ bad size=4398046511105 -- "larger than the largest disk, 4T"
 bad size=99999999999999999999 -- size=99999999999999999999
 bad 1G mem_limit=lots -- mem_limit=lots
 bad 1G mem_limit= -- mem_limit
-bad 1G comp_algorithm=nope -- "comp_algorithm=nope: not built in; available: lzo"
+bad 1G comp_algorithm=nope -- "comp_algorithm=nope: not built in; available: lzo-rle lzo"
 bad 1G frobnicate=1 -- frobnicate
 bad 1G mlock=maybe -- mlock=maybe
 bad 1G uring=sometimes -- "uring: expected auto, on or off, not 'sometimes'"
@@ -44,7 +44,8 @@ bad 1G uring_threads=two -- uring_threads
 
 # --dump-plugin lists the compressors.
 nbdkit "$PLUGIN" --dump-plugin > "$tmpdir/dump"
-grep -qx 'zram_comp_algorithms=lzo.*' "$tmpdir/dump" || fail "--dump-plugin: $(cat "$tmpdir/dump")"
+grep -qx 'zram_comp_algorithms=lzo-rle lzo.*' "$tmpdir/dump" || fail "--dump-plugin: $(cat "$tmpdir/dump")"
+grep -qx 'zram_default_comp_algorithm=lzo-rle' "$tmpdir/dump" || fail "--dump-plugin: default not lzo-rle"
 grep -qx 'thread_model=parallel' "$tmpdir/dump" || fail "thread model not parallel"
 
 # Sizes: suffixes, rounding up to a block.
