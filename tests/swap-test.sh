@@ -59,7 +59,9 @@ case $dev in
 /dev/nbd*) [ "$(cat "/sys/block/${dev#/dev/}/size")" = 0 ] || fail "$dev still connected after down" ;;
 /dev/loop*) losetup "$dev" >/dev/null 2>&1 && fail "$dev still attached after down" ;;
 esac
-kill -0 "$pid" 2>/dev/null && fail "nbdkit (pid $pid) still running after down"
+# A zombie counts as gone: nbdkit is a daemon, and how soon it is reaped
+# is up to PID 1.
+pid_alive "$pid" && fail "nbdkit (pid $pid) still running after down"
 grep -q " $control " /proc/mounts && fail "$control still mounted after down"
 [ -e "$UZRAM_RUN/$name" ] && fail "$UZRAM_RUN/$name left behind by down"
 echo "swap via $via: OK"
