@@ -494,20 +494,31 @@ queue_thread (void *arg)
   return NULL;
 }
 
+/* Unmaps the queues' descriptors (each mapping holds /dev/ublkcN open,
+ * and DEL_DEV waits for its last close) and buffers.
+ */
 static void
-dev_free (struct ublk_dev *d)
+unmap_queues (struct ublk_dev *d)
 {
   unsigned i;
 
-  if (!d)
-    return;
   for (i = 0; d->queues && i < d->nr_queues; i++) {
     struct ublk_queue *q = &d->queues[i];
     if (q->descs)
       munmap (q->descs, q->descs_len);
     if (q->bufs)
       munmap (q->bufs, q->bufs_len);
+    q->descs = NULL;
+    q->bufs = NULL;
   }
+}
+
+static void
+dev_free (struct ublk_dev *d)
+{
+  if (!d)
+    return;
+  unmap_queues (d);
   free (d->queues);
   if (d->cdev_fd >= 0)
     close (d->cdev_fd);
@@ -548,7 +559,8 @@ dev_delete (struct ublk *u, struct ublk_dev *d)
       nbdkit_error ("ublk: STOP_DEV %d: %s", d->dev_id, strerror (-r));
   }
   join_queues (d);
-  /* DEL_DEV waits for /dev/ublkcN to be closed. */
+  /* DEL_DEV waits for /dev/ublkcN to be closed, mappings included. */
+  unmap_queues (d);
   if (d->cdev_fd >= 0) {
     close (d->cdev_fd);
     d->cdev_fd = -1;
@@ -561,8 +573,30 @@ dev_delete (struct ublk *u, struct ublk_dev *d)
   dev_free (d);
 }
 
-/* Deletes the devices a killed server left: dead, with no recovery, and
- * its server's process gone.  Anyone's, not only this plugin's: such a
+static bool node_open_anywhere (dev_t rdev, bool blk);
+
+/* Whether pid is a live process: a zombie is not (a killed server
+ * stays one until its parent reaps it).
+ */
+static bool
+process_alive (pid_t pid)
+{
+  char path[64], buf[512], *p;
+  FILE *f;
+  bool alive = false;
+
+  snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+  f = fopen (path, "re");
+  if (!f)
+    return errno != ENOENT;
+  if (fgets (buf, sizeof buf, f) && (p = strrchr (buf, ')')) != NULL)
+    alive = p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+  fclose (f);
+  return alive;
+}
+
+/* Deletes the devices a killed server left: dead, with no recovery, its
+ * server's process gone and /dev/ublkcN open nowhere.  Anyone's, not only this plugin's: such a
  * device can serve nothing, and without a ublk tool (ublksrv is not
  * packaged everywhere) nothing else would delete it.
  */
@@ -576,6 +610,8 @@ sweep_dead (struct ublk *u)
     return;
   while ((e = readdir (dir)) != NULL) {
     struct ublksrv_ctrl_dev_info info = { 0 };
+    char path[64];
+    struct stat st;
     int id;
 
     if (sscanf (e->d_name, "ublkc%d", &id) != 1)
@@ -583,11 +619,18 @@ sweep_dead (struct ublk *u)
     if (ctrl_cmd (u, UBLK_CMD_GET_DEV_INFO, false, id, 0, &info,
                   sizeof info, 0) < 0)
       continue;
+    /* The kernel sets the pid to -1 when the server goes; a server
+     * still setting its device up has /dev/ublkcN open.
+     */
+    snprintf (path, sizeof path, "/dev/ublkc%d", id);
     if (info.state != UBLK_S_DEV_DEAD ||
         (info.flags & UBLK_F_USER_RECOVERY) ||
-        info.ublksrv_pid <= 0 || kill (info.ublksrv_pid, 0) == 0 ||
-        errno != ESRCH)
+        (info.ublksrv_pid > 0 && process_alive (info.ublksrv_pid)) ||
+        stat (path, &st) == -1 || node_open_anywhere (st.st_rdev, false)) {
+      nbdkit_debug ("ublk: /dev/ublkc%d: state %u, server pid %d: kept",
+                    id, info.state, info.ublksrv_pid);
       continue;
+    }
     if (ctrl_cmd (u, UBLK_CMD_DEL_DEV, true, id, 0, NULL, 0, 0) == 0)
       nbdkit_debug ("ublk: deleted /dev/ublkc%d, left by pid %d", id,
                     info.ublksrv_pid);
@@ -861,15 +904,48 @@ ublk_initialised (struct ublk *u)
   pthread_mutex_unlock (&u->lock);
 }
 
+/* Whether any process has the device node rdev (a block device if blk,
+ * else a character device) open: its /proc/[pid]/fd, as fuser looks.
+ */
+static bool
+node_open_anywhere (dev_t rdev, bool blk)
+{
+  char path[PATH_MAX];
+  DIR *proc, *fds;
+  struct dirent *p, *f;
+  bool used = false;
+
+  proc = opendir ("/proc");
+  if (!proc)
+    return false;
+  while (!used && (p = readdir (proc)) != NULL) {
+    if (p->d_name[0] < '1' || p->d_name[0] > '9')
+      continue;
+    snprintf (path, sizeof path, "/proc/%s/fd", p->d_name);
+    fds = opendir (path);
+    if (!fds)
+      continue;
+    while (!used && (f = readdir (fds)) != NULL) {
+      struct stat st;
+      if (f->d_name[0] == '.')
+        continue;
+      if (fstatat (dirfd (fds), f->d_name, &st, 0) == 0 &&
+          (blk ? S_ISBLK (st.st_mode) : S_ISCHR (st.st_mode)) &&
+          st.st_rdev == rdev)
+        used = true;
+    }
+    closedir (fds);
+  }
+  closedir (proc);
+  return used;
+}
+
 /* Whether anything holds the block device dev: see the top of the file. */
 static bool
 ublk_in_use (int dev_id)
 {
-  char path[64], link[PATH_MAX];
+  char path[64];
   struct stat st;
-  DIR *proc, *fds;
-  struct dirent *p, *f;
-  bool used = false;
   int fd;
 
   snprintf (path, sizeof path, "/dev/ublkb%d", dev_id);
@@ -879,29 +955,7 @@ ublk_in_use (int dev_id)
   if (fd == -1)
     return errno == EBUSY;
   close (fd);
-
-  proc = opendir ("/proc");
-  if (!proc)
-    return false;
-  while (!used && (p = readdir (proc)) != NULL) {
-    if (p->d_name[0] < '1' || p->d_name[0] > '9')
-      continue;
-    snprintf (link, sizeof link, "/proc/%s/fd", p->d_name);
-    fds = opendir (link);
-    if (!fds)
-      continue;
-    while (!used && (f = readdir (fds)) != NULL) {
-      struct stat fst;
-      if (f->d_name[0] == '.')
-        continue;
-      if (fstatat (dirfd (fds), f->d_name, &fst, 0) == 0 &&
-          S_ISBLK (fst.st_mode) && fst.st_rdev == st.st_rdev)
-        used = true;
-    }
-    closedir (fds);
-  }
-  closedir (proc);
-  return used;
+  return node_open_anywhere (st.st_rdev, true);
 }
 
 int
