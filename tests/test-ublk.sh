@@ -88,19 +88,25 @@ echo "reset deleted the device; disksize brought back $dev"
 # --- SIGKILL of the server with I/O in flight ---
 timeout 120 fio --name=inflight --filename=$dev --ioengine=libaio --direct=1 \
     --rw=randrw --bs=4k-64k --iodepth=32 --time_based --runtime=60 \
-    --eta=never --output=$tmpdir/fio-kill.out &
+    --eta=never --output=$tmpdir/fio-kill.out 2>$tmpdir/fio-kill.err &
 fio_pid=$!
 cleanup_fn "kill $fio_pid 2>/dev/null"
-sleep 3
-kill -0 $fio_pid || fail "fio ended before the kill"
+# Kill only once requests are in flight (fio starts slowly in a guest).
 old=${dev#/dev/ublkb}
+for (( i=0; i<600; i++ )); do
+    [ "$(awk '{ print $1 + $2 }' /sys/block/ublkb$old/inflight)" -gt 0 ] && break
+    kill -0 $fio_pid 2>/dev/null || { cat $tmpdir/fio-kill.out $tmpdir/fio-kill.err; fail "fio ended before the kill"; }
+    sleep 0.1
+done
+[ $i -lt 600 ] || fail "fio had no request in flight on $dev within 60 s"
 kill -KILL $nbdkit_pid
 wait $fio_pid && rc=0 || rc=$?
 [ $rc = 124 ] && fail "fio hung for 120 s after the server was killed"
 [ $rc != 0 ] || fail "fio saw no error after the server was killed"
+grep -q 'io_u error' $tmpdir/fio-kill.out $tmpdir/fio-kill.err || { cat $tmpdir/fio-kill.out $tmpdir/fio-kill.err; fail "fio's requests did not fail with I/O errors"; }
 for (( i=0; i<200; i++ )); do [ -e $dev ] || break; sleep 0.1; done
 [ -e $dev ] && fail "$dev still there 20 s after its server was killed"
-echo "SIGKILL: fio ended with status $rc, $dev went away"
+echo "SIGKILL: fio ended with status $rc and $(grep -c 'io_u error' $tmpdir/fio-kill.err) I/O errors, $dev went away"
 # The next start works, and deletes the dead /dev/ublkc$old.
 exec 3>&2 2>"$log.2"
 start_zram -v -- size=16M ublk=on
