@@ -87,6 +87,11 @@
 
 #define UBLK_CONTROL "/dev/ublk-control"
 
+/* -D zram.ublk_tag_buffers=1: per-tag buffers even where the kernel has
+ * user copy, so that the tests reach that path on any kernel.
+ */
+NBDKIT_DLL_PUBLIC int zram_debug_ublk_tag_buffers;
+
 int
 ublk_parse_mode (const char *s, enum ublk_mode *mode)
 {
@@ -696,7 +701,8 @@ dev_add (struct ublk *u)
   d->cdev_fd = d->stop_fd = -1;
   pthread_mutex_init (&d->lock, NULL);
   pthread_cond_init (&d->cond, NULL);
-  d->user_copy = (u->features & UBLK_F_USER_COPY) != 0;
+  d->user_copy = (u->features & UBLK_F_USER_COPY) != 0 &&
+                 !zram_debug_ublk_tag_buffers;
   d->nr_queues = ncpus < 1 ? 1 : ncpus > 64 ? 64 : ncpus;
 
   r = zram_get (u->zram);

@@ -5,7 +5,8 @@
 # trims (trimmed blocks must read back as zeroes); reset refused while the
 # device is open, and once it is closed reset deletes it and a disksize
 # write brings it back; SIGKILL of the server with fio in flight ends in
-# I/O errors, not a hang, the device goes away and the next start works.
+# I/O errors, not a hang, the device goes away and the next start works
+# (with per-tag buffers, the path for kernels without user copy).
 # In a guest where this kernel has no ublk (ublk-lib.sh).
 source "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
 source "$top_srcdir/tests/control-lib.sh"
@@ -108,10 +109,13 @@ for (( i=0; i<200; i++ )); do [ -e $dev ] || break; sleep 0.1; done
 [ -e $dev ] && fail "$dev still there 20 s after its server was killed"
 echo "SIGKILL: fio ended with status $rc and $(grep -c 'io_u error' $tmpdir/fio-kill.err) I/O errors, $dev went away"
 # The next start works, and deletes the dead /dev/ublkc$old.
+# This one with per-tag buffers, the path of kernels without user copy.
 exec 3>&2 2>"$log.2"
-start_zram -v -- size=16M ublk=on
+start_zram -v -D zram.ublk_tag_buffers=1 -- size=16M ublk=on
 exec 2>&3 3>&-
 dev2=$(ublk_dev_of "$nbdkit_pid")
+grep -q "ublk: $dev2: .*per-tag buffers" "$log.2" || { grep ublk "$log.2"; fail "-D zram.ublk_tag_buffers=1 did not give per-tag buffers"; }
+ublk_nbd_interleave $dev2 23 150
 # (The kernel may give the new device the old one's number.)
 left=$(ls /sys/class/ublk-char | grep -c '^ublkc[0-9]') || :
 [ "$left" = 1 ] || { grep ublk "$log.2"; fail "$left ublk devices after a restart: the killed server's /dev/ublkc$old was left behind"; }
