@@ -175,10 +175,14 @@ int ublk_dev_id (struct ublk *u) { (void) u; return -1; }
 #define IO_RW(nr)   _IOWR ('u', (nr), struct ublksrv_io_cmd)
 
 /* Tags per queue.  Deep enough for swap's and fio's bursts to reach the
- * engine from several CPUs; each tag costs a descriptor (and, without
- * user copy, a buffer of MAX_IO bytes of address space).
+ * engine from several CPUs, but no deeper: swap-out pages stay in the
+ * swap cache, charged to their memory cgroup, until their write
+ * completes, and with twice this many a cgroup swapping through a slow
+ * server was killed for want of memory while its writes waited.  Each
+ * tag also costs a descriptor (and, without user copy, a buffer of MAX_IO
+ * bytes of address space).
  */
-#define QUEUE_DEPTH 128
+#define QUEUE_DEPTH 64
 /* The largest request: large sequential I/O goes through in few round
  * trips, and with per-tag buffers QUEUE_DEPTH of these are only address
  * space until a request that large comes.
