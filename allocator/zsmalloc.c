@@ -111,15 +111,11 @@
  * that wastes least (0: simply the least waste, the shorter on a tie).
  * A longer chain wastes less in its tail, but after compaction a class may
  * keep up to a zspage's worth of free slots, and more objects span pages
- * (and are copied when mapped).  Overhead filled / compacted measured with
- * tests/bench-zsmalloc on mixes of binaries, text, a Python heap and zero
- * pages of 256 / 64 / 32 MiB, with lazy pages and packing:
- *   chains up to  8:  1.99/2.37 %   2.67/3.83 %   3.70/6.49 %
- *   chains up to 12:  1.38/1.88 %   2.31/3.85 %   3.90/8.20 %
- *   chains up to 16:  1.16/1.74 %   2.27/4.39 %   4.09/9.30 %
- * 8, as the kernel's default, is the even choice across pool sizes.  A
- * 2 % threshold helped (2.71/3.61 % at 256 MiB) before pages were lazy and
- * zspages packed, and is no better since.  Steps of 8 did worse.
+ * (and are copied when mapped).  Measured with tests/bench-zsmalloc
+ * (fio-jobs/README.md has the figures), longer chains win on large pools
+ * and lose on small ones once compacted: 8, as the kernel's default, is
+ * the even choice across pool sizes.  A threshold helped only before
+ * pages were lazy and zspages packed.  Steps of 8 did worse.
  * Overridable at build time for such experiments.
  */
 #ifndef ZS_MAX_PAGES_PER_ZSPAGE

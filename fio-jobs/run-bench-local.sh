@@ -48,19 +48,7 @@
 # reset.  About 13 minutes with the defaults and --base.
 #
 # Expect (issue 7's goals): disk at least 3x nbdfuse's IOPS and at least
-# 0.5x the kernel zram's.  Measured 2026-11-25 on 2 cores shared with
-# other benchmarks, Linux 6.18: disk 85K/66K IOPS 4 KiB
-# randread/randwrite, 4.0x/3.4x nbdfuse, 0.35x the kernel's; 128 KiB
-# sequential 2.3/1.7 GB/s, 1.9x/1.7x nbdfuse, 0.56x/0.72x the kernel's.
-# With FUSE over io_uring (enable_uring=Y, 2026-11-25, same machine):
-# disk 120K/99K IOPS, 0.48x/0.53x the kernel's (0.49x/0.51x, 0.51x/0.51x
-# and 0.51x/0.49x in earlier runs), 5.1x/3.4x nbdfuse; 128 KiB sequential
-# 3.6/2.4 GB/s, 0.88x/1.02x the kernel's (disk2, two ring threads per
-# CPU: 4.0 GB/s sequential reads over 6 runs, but less at 4 KiB).  Reads
-# of unwritten blocks (--jobs randread-holes-4k-qd16), where the plugin
-# decompresses nothing, gave 116K in that run (127K against 121K, medians
-# of 6, in another): the plugin's part of a 4 KiB read is a few percent
-# at most, so 0.5x the kernel's reads is out of its reach (see issue 7).
+# 0.5x the kernel zram's.  fio-jobs/README.md keeps what it measured.
 here=$(cd "$(dirname "$0")" && pwd)
 prog=run-bench-local
 source "$here/bench-lib.sh"   # set -euo pipefail, $src, $PLUGIN, die, log, wait_for, stop_pid

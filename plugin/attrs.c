@@ -31,6 +31,7 @@
 #include "attrs.h"
 #include "comp.h"
 #include "engine.h"
+#include "parse.h"
 #include "zsmalloc.h"
 
 #define NSEC_PER_MSEC 1000000ull
@@ -47,67 +48,6 @@ void
 zram_attr_set_hooks (const struct zram_attr_hooks *h)
 {
   hooks = h ? *h : (struct zram_attr_hooks) { 0 };
-}
-
-/* sysfs_streq and kstrto* accept exactly one trailing newline (what
- * `echo` adds); strip it.
- */
-static size_t
-strip_newline (const char *buf, size_t len)
-{
-  if (len > 0 && buf[len - 1] == '\n')
-    len--;
-  return len;
-}
-
-/* Decimal digits only, the whole of [buf, buf+len), at least one. */
-static int
-parse_u64 (const char *buf, size_t len, uint64_t *out, size_t *used)
-{
-  uint64_t v = 0;
-  size_t i;
-
-  for (i = 0; i < len && buf[i] >= '0' && buf[i] <= '9'; i++) {
-    unsigned d = buf[i] - '0';
-    if (v > (UINT64_MAX - d) / 10)
-      return -EINVAL;             /* out of range */
-    v = v * 10 + d;
-  }
-  if (i == 0)
-    return -EINVAL;               /* empty, negative, garbage */
-  *out = v;
-  *used = i;
-  return 0;
-}
-
-int
-zram_parse_size (const char *buf, size_t len, uint64_t *out)
-{
-  uint64_t v;
-  size_t used;
-  unsigned shift = 0;
-
-  len = strip_newline (buf, len);
-  if (parse_u64 (buf, len, &v, &used))
-    return -EINVAL;
-  if (used < len) {
-    switch (buf[used]) {
-    case 'E': case 'e': shift = 60; break;
-    case 'P': case 'p': shift = 50; break;
-    case 'T': case 't': shift = 40; break;
-    case 'G': case 'g': shift = 30; break;
-    case 'M': case 'm': shift = 20; break;
-    case 'K': case 'k': shift = 10; break;
-    default: return -EINVAL;
-    }
-    used++;
-  }
-  if (used != len)
-    return -EINVAL;
-  if (shift && v > (UINT64_MAX >> shift))
-    return -EINVAL;
-  *out = v << shift;
-  return 0;
 }
 
 /* Rounds bytes up to whole 4 KiB blocks (PAGE_ALIGN); -EINVAL on overflow. */
@@ -170,7 +110,7 @@ static ssize_t
 comp_algorithm_store (struct zram *zram, const char *buf, size_t len)
 {
   const char *const *names = zram_comp_algorithms ();
-  size_t n = strip_newline (buf, len);
+  size_t n = zram_strip_newline (buf, len);
   char name[64];
   size_t i;
   int r;
@@ -204,7 +144,7 @@ parse_int (const char *s, int *out)
   n = strlen (s);
   if (n == 0 || strspn (s, "0123456789") != n)
     return -EINVAL;
-  if (parse_u64 (s, n, &v, &used) || v > (uint64_t) INT_MAX + neg)
+  if (zram_parse_u64 (s, n, &v, &used) || v > (uint64_t) INT_MAX + neg)
     return -ERANGE;
   *out = neg ? (int) -(int64_t) v : (int) v;
   return 0;
@@ -436,11 +376,11 @@ mem_limit_store (struct zram *zram, const char *buf, size_t len)
 static ssize_t
 mem_used_max_store (struct zram *zram, const char *buf, size_t len)
 {
-  size_t n = strip_newline (buf, len), used;
+  size_t n = zram_strip_newline (buf, len), used;
   uint64_t v;
 
   /* Only 0, which restarts the peak from the current use. */
-  if (parse_u64 (buf, n, &v, &used) || used != n || v != 0)
+  if (zram_parse_u64 (buf, n, &v, &used) || used != n || v != 0)
     return -EINVAL;
   zram_reset_mem_used_max (zram);
   return len;
@@ -462,12 +402,12 @@ compact_store (struct zram *zram, const char *buf, size_t len)
 static ssize_t
 reset_store (struct zram *zram, const char *buf, size_t len)
 {
-  size_t n = strip_newline (buf, len), used;
+  size_t n = zram_strip_newline (buf, len), used;
   uint64_t v;
   int r, i;
 
   /* kstrtou16: a number up to 65535; 0 is EINVAL, anything else resets. */
-  if (parse_u64 (buf, n, &v, &used) || used != n || v == 0 || v > 65535)
+  if (zram_parse_u64 (buf, n, &v, &used) || used != n || v == 0 || v > 65535)
     return -EINVAL;
   /* A client that has just gone may still be on its way out: FUSE sends
    * `disk`'s release after close(2) has returned, and nbdkit closes a
@@ -487,7 +427,7 @@ reset_store (struct zram *zram, const char *buf, size_t len)
 static ssize_t
 idle_store (struct zram *zram, const char *buf, size_t len)
 {
-  size_t n = strip_newline (buf, len);
+  size_t n = zram_strip_newline (buf, len);
   int r;
 
   /* Only "all": the kernel also takes an age in seconds, but only with

@@ -63,11 +63,7 @@ struct zram_attr_hooks {
  */
 void zram_attr_set_hooks (const struct zram_attr_hooks *hooks);
 
-/* Parses a size as memparse does (a decimal number with an optional K, M,
- * G, T, P or E suffix in either case, and one optional trailing newline),
- * but strictly: anything else, an empty string or an overflow is -EINVAL.
- * Exposed for the tests.
- */
-int zram_parse_size (const char *buf, size_t len, uint64_t *out);
+/* The size parser the stores use, zram_parse_size, is parse.h's. */
+#include "parse.h"
 
 #endif /* UZRAM_ATTRS_H */

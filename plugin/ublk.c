@@ -83,6 +83,7 @@
 #include <nbdkit-plugin.h>
 
 #include "engine.h"
+#include "parse.h"
 #include "ublk.h"
 
 #define UBLK_CONTROL "/dev/ublk-control"
@@ -95,25 +96,15 @@ NBDKIT_DLL_PUBLIC int zram_debug_ublk_tag_buffers;
 int
 ublk_parse_mode (const char *s, enum ublk_mode *mode)
 {
-  static const char *const on[] = { "on", "1", "true", "yes", NULL };
-  static const char *const off[] = { "off", "0", "false", "no", NULL };
-  const char *const *w;
+  bool on;
 
-  if (strcasecmp (s, "auto") == 0) {
+  if (strcasecmp (s, "auto") == 0)
     *mode = UBLK_AUTO;
-    return 0;
-  }
-  for (w = on; *w; w++)
-    if (strcasecmp (s, *w) == 0) {
-      *mode = UBLK_ON;
-      return 0;
-    }
-  for (w = off; *w; w++)
-    if (strcasecmp (s, *w) == 0) {
-      *mode = UBLK_OFF;
-      return 0;
-    }
-  return -1;
+  else if (zram_parse_bool (s, &on) == 0)
+    *mode = on ? UBLK_ON : UBLK_OFF;
+  else
+    return -1;
+  return 0;
 }
 
 #ifndef HAVE_LIBURING

@@ -22,7 +22,7 @@ enum ublk_mode {
   UBLK_ON,          /* as auto, but a kernel without ublk is an error */
 };
 
-/* Parses "auto", "on" or "off" (and the usual booleans for on/off).
+/* Parses "auto", or a boolean (parse.h's zram_parse_bool) for on/off.
  * Returns 0, or -1 for anything else.
  */
 int ublk_parse_mode (const char *s, enum ublk_mode *mode);

@@ -26,13 +26,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/mman.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include "engine.h"
+#include "parse.h"
 #include "control/control.h"
 #include "attrs.h"
 #include "ublk.h"
@@ -67,52 +67,23 @@ static unsigned uring_threads = URING_THREADS_DEFAULT; /* per CPU */
 static enum ublk_mode ublk_mode = UBLK_OFF;     /* /dev/ublkbN */
 static struct ublk *ublk;
 
-/* Sizes as nbdkit_parse_size reads them (a number and an optional
- * suffix: b, s = 512, K M G T P E = powers of 1024, optionally followed
- * by "iB" or "B"), but with an error that names the parameter, since
- * nbdkit's own says only "size".
+/* Sizes as the control files read them (memparse's suffixes, which may be
+ * followed by "iB" or "B" here), with an error that names the parameter.  Up to INT64_MAX, as
+ * nbdkit's own sizes, so that rounding up to a block cannot wrap.
  */
 static int
 parse_size (const char *key, const char *value, uint64_t *out)
 {
-  static const char suffixes[] = "kmgtpe";
-  const char *p = value;
-  uint64_t n = 0, scale = 1;
-  const char *s;
+  int r = zram_parse_size_arg (value, out);
 
-  if (*p < '0' || *p > '9')
-    goto bad;
-  for (; *p >= '0' && *p <= '9'; p++) {
-    if (n > (UINT64_MAX - (*p - '0')) / 10)
-      goto too_big;
-    n = n * 10 + (*p - '0');
-  }
-  if (*p == 'b' || *p == 'B')
-    p++;
-  else if (*p == 's') {
-    scale = 512;
-    p++;
-  }
-  else if (*p && (s = strchr (suffixes, *p | 0x20)) != NULL) {
-    scale = UINT64_C (1) << (10 * (s - suffixes + 1));
-    p++;
-    if (strcmp (p, "iB") == 0 || strcmp (p, "B") == 0)
-      p += strlen (p);
-  }
-  if (*p)
-    goto bad;
-  if (n > INT64_MAX / scale)
-    goto too_big;
-  *out = n * scale;
-  return 0;
-
- bad:
-  nbdkit_error ("%s=%s: not a size (a number with an optional "
-                "K, M, G, T or P suffix)", key, value);
-  return -1;
- too_big:
-  nbdkit_error ("%s=%s: too large", key, value);
-  return -1;
+  if (r == 0 && *out > INT64_MAX)
+    r = -ERANGE;
+  if (r == -ERANGE)
+    nbdkit_error ("%s=%s: too large", key, value);
+  else if (r < 0)
+    nbdkit_error ("%s=%s: not a size (a number with an optional "
+                  "K, M, G, T, P or E suffix)", key, value);
+  return r < 0 ? -1 : 0;
 }
 
 static void
@@ -126,24 +97,12 @@ list_algorithms (char *buf, size_t n)
     used += snprintf (buf + used, n - used, "%s%s", used ? " " : "", *a);
 }
 
-/* nbdkit_parse_bool's words, with an error that names the parameter. */
+/* zram_parse_bool, with an error that names the parameter. */
 static int
 parse_bool (const char *key, const char *value, bool *out)
 {
-  static const char *const yes[] = { "1", "true", "yes", "on", NULL };
-  static const char *const no[] = { "0", "false", "no", "off", NULL };
-  const char *const *w;
-
-  for (w = yes; *w; w++)
-    if (strcasecmp (*w, value) == 0) {
-      *out = true;
-      return 0;
-    }
-  for (w = no; *w; w++)
-    if (strcasecmp (*w, value) == 0) {
-      *out = false;
-      return 0;
-    }
+  if (zram_parse_bool (value, out) == 0)
+    return 0;
   nbdkit_error ("%s=%s: not a boolean (true or false)", key, value);
   return -1;
 }

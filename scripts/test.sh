@@ -8,6 +8,9 @@ set -u
 src=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 cd "$src"
+# Everything the tests drive (fio, qemu-img, valgrind, clang ...), where
+# missing; build.sh then asks only for what building needs.
+scripts/install-deps.sh || exit 1
 
 pass=0 failed=0 skip=0 stages_failed=()
 count ()   # count BUILDDIR: adds the tests/ log's totals

@@ -5,6 +5,7 @@
 #   scripts/up.sh [uzram up options...]     e.g. --swap, --size 4G
 set -e
 src=$(cd "$(dirname "$0")/.." && pwd)
+"$src/scripts/install-deps.sh" --run
 "$src/scripts/build.sh"
 [ $# -gt 0 ] || set -- --size 1G
 "$src/scripts/uzram" up "$@"

@@ -95,15 +95,8 @@ malloced (void)
   return mi.uordblks + mi.hblkhd;
 }
 
-static uint64_t rng = 0x2545f4914f6cdd1dULL;
-static uint64_t
-rnd (void)
-{
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
+#define TESTLIB_SEED 0x2545f4914f6cdd1dULL
+#include "testlib.h"
 
 static int
 same_filled (const unsigned char *page)

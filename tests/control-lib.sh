@@ -42,27 +42,13 @@ comp_algorithm_text ()
     printf '%s\n' "$out"
 }
 
-is_mounted ()
-{
-    awk -v d="$1" '$2 == d { found = 1 } END { exit !found }' /proc/mounts
-}
 wait_mounted ()
 {
-    local i
-    for (( i=0; i<200; i++ )); do
-        is_mounted "$1" && return 0
-        sleep 0.1
-    done
-    fail "$1 was not mounted within 20 s"
+    wait_for 20 is_mounted "$1" || fail "$1 was not mounted within 20 s"
 }
 wait_unmounted ()
 {
-    local i
-    for (( i=0; i<200; i++ )); do
-        is_mounted "$1" || return 0
-        sleep 0.1
-    done
-    fail "$1 was still mounted 20 s later"
+    wait_for 20 eval "! is_mounted '$1'" || fail "$1 was still mounted 20 s later"
 }
 
 # Unmounts whatever a failed test left at DIR (a loop device over its disk
@@ -230,6 +216,7 @@ os.close(fd)
 
 fio_verify ()
 {
+    need_tool fio
     timeout 300 fio --name=verify --filename="$loop" --ioengine=libaio --direct=1 \
         --rw=randwrite --bsrange="$1" --iodepth=32 --size=96M \
         --verify=crc32c --verify_fatal=1 --do_verify=1 --buffer_compress_percentage=60 \

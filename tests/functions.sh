@@ -10,7 +10,9 @@
 #                         in the foreground of a background job, stopped at
 #                         exit by its pid.  Sets $sock, $uri, $nbdkit_pid,
 #                         $tmpdir.  Waits at most 20 s for it to come up.
+# - $fill_to_limit_py     the mem_limit tests' Python set-up (below).
 # - stop_nbdkit PID       SIGTERM, wait up to 10 s, then SIGKILL.
+# - scripts/lib.sh's pid_alive, wait_for, stop_pid and is_mounted.
 # - fail MSG              print and exit 1.
 set -e
 set -u
@@ -86,19 +88,30 @@ if [ -n "$nbdkit_preload" ]; then
     PATH=$tmpdir/bin:$PATH
 fi
 
-stop_nbdkit ()
-{
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for (( i=0; i<100; i++ )); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-        sleep 0.1
-    done
-    echo "$0: nbdkit pid $pid ignored SIGTERM for 10 s, killing it" >&2
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
+. "$top_srcdir/scripts/lib.sh"
+
+stop_nbdkit () { prog="$0: nbdkit" stop_pid "$1"; }
+
+# Python for nbdsh -c, put before a test's own code: the mem_limit tests'
+# set-up.  fill_to_limit(n, lo, hi, data) writes data(i) to blocks 0, 1 ...
+# n-1 until one fails with ENOSPC, which must be block lo+1 to hi, and
+# returns that block and {block: data} of those written.
+fill_to_limit_py='
+import errno
+def fill_to_limit(n, lo, hi, data):
+    written = {}
+    for i in range(n):
+        d = data(i)
+        try:
+            h.pwrite(d, i * 4096)
+        except nbd.Error as e:
+            assert e.errnum == errno.ENOSPC, (i, e)
+            assert lo < i <= hi, i
+            return i, written
+        written[i] = d
+    raise AssertionError("%d blocks fitted under mem_limit" % n)
+'
+
 
 # start_zram [nbdkit options --] plugin args...
 # Options before a literal -- go to nbdkit (e.g. -D zram.stats=1); without

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "comp.h"
+#include "testlib.h"
 
 #define PAGE 4096
 #define CANARY 64
@@ -91,10 +92,7 @@ static uint64_t rng = 0x853c49e6748fea9b;
 static uint64_t
 rnd (void)
 {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
+  return xorshift64 (&rng);
 }
 
 /* Pages of three kinds: text, structured binary, half zero. */

@@ -21,15 +21,10 @@
 
 #include "attrs.h"
 #include "engine.h"
+#include "testlib.h"
 
 #define BS ZRAM_BLOCK_SIZE
 
-#define CHECK(cond) do {                                                \
-    if (!(cond)) {                                                      \
-      fprintf (stderr, "FAIL: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      exit (1);                                                         \
-    }                                                                   \
-  } while (0)
 
 static struct zram *zram;
 

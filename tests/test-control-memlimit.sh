@@ -12,23 +12,11 @@ expect_ok "$ctl/mem_limit" $'2M\n'
 [ "$(field "$ctl/mm_stat" 4)" = 2097152 ] || fail "mem_limit: $(cat "$ctl/mm_stat")"
 
 # Random blocks are stored whole (huge pages): 2 MiB holds under 512.
-timeout 120 nbdsh -u "$uri" -c '
-import errno, os, random
+timeout 120 nbdsh -u "$uri" -c "$fill_to_limit_py"'
+import os, random
 B = 4096
 random.seed(1)
-old = {}
-failed_at = None
-for i in range(1024):
-    data = random.randbytes(B)
-    try:
-        h.pwrite(data, i * B)
-        old[i] = data
-    except nbd.Error as e:
-        assert e.errnum == errno.ENOSPC, (i, e)
-        failed_at = i
-        break
-assert failed_at is not None, "1024 random blocks fitted in 2 MiB"
-assert 256 < failed_at <= 512, failed_at
+failed_at, old = fill_to_limit(1024, 256, 512, lambda i: random.randbytes(B))
 # The failed block kept its contents (never written: zeroes) ...
 assert h.pread(B, failed_at * B) == bytes(B)
 # ... and so did an overwrite that failed.

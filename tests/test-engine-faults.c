@@ -18,12 +18,11 @@
 
 #include "engine.h"
 #include "zsmalloc.h"
+#include "testlib.h"
 
 #define BS ZRAM_BLOCK_SIZE
 #define NBLOCKS 256
 
-#define CHECK(cond) do { if (!(cond)) { \
-  fprintf (stderr, "%s:%d: FAIL: %s\n", __FILE__, __LINE__, #cond); exit (1); } } while (0)
 
 static long pages_left = -1;    /* -1: no limit */
 static long pages_out;
@@ -63,8 +62,7 @@ fill (uint8_t *b, uint64_t block, int gen)
    * other size classes than generation 0's, so a rewrite needs new pages.
    */
   for (size_t i = 0; gen > 0 && i < BS / 4; i++) {
-    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-    b[i] = (uint8_t) x;
+    b[i] = (uint8_t) xorshift64 (&x);
   }
 }
 

@@ -1,4 +1,4 @@
-/* uzram: unit test of the engine (plugin/engine.c), linked with the real
+/* uzram: unit test of the engine (plugin/engine.h), linked with the real
  * allocator and compressors, no nbdkit.
  *
  * For every compressor built: random reads, writes, trims and zeroes at
@@ -24,45 +24,10 @@
 
 #include "engine.h"
 #include "zsmalloc.h"
+#define TESTLIB_SEED 0x243f6a8885a308d3
+#include "testlib.h"
 
 #define BS ZRAM_BLOCK_SIZE
-
-#define CHECK(cond) do {                                                \
-    if (!(cond)) {                                                      \
-      fprintf (stderr, "FAIL: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      exit (1);                                                         \
-    }                                                                   \
-  } while (0)
-#define CHECK_EQ(a, b) do {                                             \
-    long long a_ = (long long) (a), b_ = (long long) (b);               \
-    if (a_ != b_) {                                                     \
-      fprintf (stderr, "FAIL: %s:%d: %s == %lld, expected %s == %lld\n", \
-               __FILE__, __LINE__, #a, a_, #b, b_);                     \
-      exit (1);                                                         \
-    }                                                                   \
-  } while (0)
-
-static uint64_t rng_state = 0x243f6a8885a308d3;
-
-static uint64_t
-rnd (void)
-{
-  uint64_t x = rng_state;
-
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return rng_state = x;
-}
-
-static void
-fill_random (unsigned char *p, size_t n)
-{
-  size_t i;
-
-  for (i = 0; i < n; i++)
-    p[i] = rnd ();
-}
 
 /* Text that compresses about as well as source code does. */
 static void

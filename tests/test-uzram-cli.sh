@@ -14,22 +14,36 @@ losetup "$dev" | grep -q "$UZRAM_RUN/$a/control/disk" || fail "$dev is not a loo
 
 # Write through the block device; status must see it.
 timeout 60 dd if=/usr/bin/bash of="$dev" bs=1M count=1 oflag=direct status=none
-timeout 10 "$uzram" status > "$tmpdir/status"
+timeout 10 "$uzram" > "$tmpdir/status"
 cat "$tmpdir/status"
-head -n1 "$tmpdir/status" | grep -q '^NAME  *DISKSIZE  *DATA  *COMPR  *ALGORITHM  *STREAMS  *ZERO-PAGES  *TOTAL  *MEM-LIMIT  *MEM-USED  *MIGRATED  *MOUNTPOINT' ||
-    fail "status heading is not zramctl's"
-grep -q "^$a  *64M  *1M .* lzo " "$tmpdir/status" || fail "status row for $a wrong"
-timeout 10 "$uzram" status --raw --bytes "$a" > "$tmpdir/raw"
+# zramctl's default columns, and its sizes.
+head -n1 "$tmpdir/status" | grep -q '^NAME  *ALGORITHM  *DISKSIZE  *DATA  *COMPR  *TOTAL  *STREAMS  *MOUNTPOINT$' ||
+    fail "the list's heading is not zramctl's"
+grep -q "^$a  *lzo  *64M  *1M " "$tmpdir/status" || fail "list row for $a wrong"
+[ "$(timeout 10 "$uzram" status "$a")" = "$(cat "$tmpdir/status")" ] || fail "'status NAME' differs from the list"
+timeout 10 "$uzram" list --raw --bytes -o NAME,DISKSIZE,DATA "$a" > "$tmpdir/raw"
 cat "$tmpdir/raw"
-[ "$(sed -n 2p "$tmpdir/raw" | cut -d' ' -f1-3)" = "$a 67108864 1048576" ] || fail "status --raw --bytes wrong"
-timeout 10 "$uzram" status --json > "$tmpdir/json"
-/usr/bin/python3 - "$tmpdir/json" "$a" "$dev" <<'PY' || fail "status --json wrong"
+[ "$(sed -n 2p "$tmpdir/raw")" = "$a 67108864 1048576" ] || fail "list --raw --bytes -o wrong"
+# An empty MOUNTPOINT is an empty field, as libsmartcols' raw output has it.
+[ "$(timeout 10 "$uzram" -n -r -b -o +COMP-RATIO,DEVICE "$a" | awk -F'[ ]' '{ print NF, $NF }')" = "10 $dev" ] ||
+    fail "-o +LIST did not add to the default columns"
+[ "$(timeout 10 "$uzram" --output-all | head -n1 | wc -w)" = 14 ] || fail "--output-all is not 14 columns"
+out=$(timeout 10 "$uzram" -o NAME,BOGUS 2>&1) && fail "an unknown column was accepted"
+echo "$out" | grep -q "unknown column 'BOGUS'" || fail "unknown column error unclear: $out"
+timeout 10 "$uzram" --json --bytes --output-all > "$tmpdir/json"
+timeout 10 "$uzram" -J > "$tmpdir/json-human"
+/usr/bin/python3 - "$tmpdir/json" "$tmpdir/json-human" "$a" "$dev" <<'PY' || fail "list --json wrong"
 import json, sys
 d = json.load(open(sys.argv[1]))["uzram"]
-r = [x for x in d if x["name"] == sys.argv[2]][0]
+r = [x for x in d if x["name"] == sys.argv[3]][0]
 assert r["disksize"] == 67108864 and r["data"] == 1048576, r
-assert r["algorithm"] == "lzo" and r["device"] == sys.argv[3], r
+assert r["algorithm"] == "lzo" and r["device"] == sys.argv[4], r
 assert 0 < r["compr"] < r["data"], r
+assert r["comp-ratio"] == round(r["data"] / r["total"], 2), r
+assert r["mountpoint"] is None, r
+h = [x for x in json.load(open(sys.argv[2]))["uzram"] if x["name"] == sys.argv[3]][0]
+assert h["disksize"] == "64M" and set(h) == {"name", "algorithm", "disksize", "data", "compr",
+                                             "total", "streams", "mountpoint"}, h
 PY
 
 # A name in use is refused, and says so.

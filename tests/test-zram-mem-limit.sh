@@ -8,25 +8,14 @@ source "$top_srcdir/tests/plugin-functions.sh"
 need_tool nbdkit nbdsh
 
 start_zram_logged size=64M mem_limit=1M
-nbdsh_py '
-import errno, os, struct
+nbdsh_py "$fill_to_limit_py"'
+import os, struct
 B = 4096
 word = struct.pack("<Q", 0x5a5a5a5a12345678) * 512
 # Blocks 0-511 hold a repeated word first: no memory.
 h.pwrite(word * 512, 0)
-written = {}
-failed = None
-for i in range(512):
-    data = os.urandom(B)
-    try:
-        h.pwrite(data, i * B)
-    except nbd.Error as e:
-        assert e.errnum == errno.ENOSPC, "errno %s: %s" % (e.errnum, e)
-        failed = i
-        break
-    written[i] = data
-assert failed is not None, "1M limit never reached with 2M of random data"
-assert 200 < failed <= 256, failed
+# 2M of random data does not fit in 1M.
+failed, written = fill_to_limit(512, 200, 256, lambda i: os.urandom(B))
 # The failed block keeps its word; the others their data.
 assert h.pread(B, failed * B) == word
 for i, data in written.items():

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "zsmalloc.h"
+#include "testlib.h"
 
 #define NR_WORKERS 4
 #define NR_SLOTS 8192
@@ -41,23 +42,6 @@ static struct zs_pool *pool;
 static struct slot slots[NR_SLOTS];
 static atomic_bool stop;
 static atomic_ulong nr_ops, nr_checks, nr_compacted;
-
-static inline unsigned char
-pattern_byte (uint64_t seed, size_t i)
-{
-  uint64_t x = (seed + i) * 0x9e3779b97f4a7c15ULL;
-
-  return (x >> 56) ^ (i & 0xff);
-}
-
-static uint64_t
-rnd (uint64_t *s)
-{
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
 
 static void
 write_object (unsigned long h, unsigned size, uint64_t seed,
@@ -101,13 +85,13 @@ worker (void *arg)
   uint64_t r = 0x1234567890abcdefULL * ((uintptr_t) arg + 1);
 
   while (!atomic_load_explicit (&stop, memory_order_relaxed)) {
-    struct slot *s = &slots[rnd (&r) % NR_SLOTS];
-    unsigned what = rnd (&r) % 8;
+    struct slot *s = &slots[xorshift64 (&r) % NR_SLOTS];
+    unsigned what = xorshift64 (&r) % 8;
 
     pthread_mutex_lock (&s->lock);
     if (!s->handle) {
       /* Mostly small objects, as compressed pages are, some large. */
-      unsigned size = what < 6 ? 1 + rnd (&r) % 2048 : 1 + rnd (&r) % 4096;
+      unsigned size = what < 6 ? 1 + xorshift64 (&r) % 2048 : 1 + xorshift64 (&r) % 4096;
 
       s->handle = zs_malloc (pool, size);
       if (!s->handle) {
@@ -115,7 +99,7 @@ worker (void *arg)
         abort ();
       }
       s->size = size;
-      s->seed = rnd (&r);
+      s->seed = xorshift64 (&r);
       write_object (s->handle, size, s->seed, what & 1 ? ZS_MM_WO : ZS_MM_RW);
     }
     else if (what < 4)
@@ -126,7 +110,7 @@ worker (void *arg)
       unsigned i;
 
       check_bytes (p, s);
-      s->seed = rnd (&r);
+      s->seed = xorshift64 (&r);
       for (i = 0; i < s->size; i++)
         p[i] = pattern_byte (s->seed, i);
       zs_unmap_object (pool, s->handle);

@@ -16,51 +16,28 @@
 #include <string.h>
 
 #include "zsmalloc.h"
+#define TESTLIB_SEED 88172645463325252UL
+#include "testlib.h"
 
 #define PAGE 4096
-
-static unsigned char
-pattern_byte (unsigned long seed, size_t i)
-{
-  uint64_t x = seed * 0x9e3779b97f4a7c15ULL + i * 0xbf58476d1ce4e5b9ULL;
-
-  x ^= x >> 31;
-  return x & 0xff;
-}
 
 static void
 fill (struct zs_pool *pool, unsigned long h, size_t size, unsigned long seed)
 {
-  unsigned char *p = zs_map_object (pool, h, ZS_MM_WO);
-  size_t i;
-
-  for (i = 0; i < size; i++)
-    p[i] = pattern_byte (seed, i);
+  fill_pattern (zs_map_object (pool, h, ZS_MM_WO), size, seed);
   zs_unmap_object (pool, h);
 }
 
 static int
 check (struct zs_pool *pool, unsigned long h, size_t size, unsigned long seed)
 {
-  const unsigned char *p = zs_map_object (pool, h, ZS_MM_RO);
-  size_t i;
-  int ok = 1;
+  int ok = check_pattern (zs_map_object (pool, h, ZS_MM_RO), size, seed)
+    == size;
 
-  for (i = 0; i < size; i++)
-    if (p[i] != pattern_byte (seed, i)) {
-      ok = 0;
-      break;
-    }
   zs_unmap_object (pool, h);
   return ok;
 }
 
-#define FAIL(...) do {                                          \
-    fprintf (stderr, "FAIL: %s:%d: ", __FILE__, __LINE__);      \
-    fprintf (stderr, __VA_ARGS__);                              \
-    fputc ('\n', stderr);                                       \
-    exit (1);                                                   \
-  } while (0)
 
 static void
 test_edge_sizes (void)
@@ -222,15 +199,6 @@ check_stats (struct zs_pool *pool, unsigned long live, int compacted)
     FAIL ("classes hold %lu objects, %lu live", used, live);
 }
 
-static unsigned long rng_state = 88172645463325252UL;
-static unsigned long
-rnd (void)
-{
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return rng_state;
-}
 
 static void
 test_compact (void)

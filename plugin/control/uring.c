@@ -41,11 +41,13 @@
  *
  * Replies come back through libfuse's fuse_send_msg() to the custom
  * writev: the thread marks the entry it is serving (cur_ent, a thread
- * local), and a reply whose unique is that entry's is copied into the
- * entry instead of being written to /dev/fuse.  Everything else
+ * local that never leaves this file: the handlers reach the entry only
+ * through uring_reply_buffer, with their session's struct uring), and a
+ * reply whose unique is that entry's is copied into the entry instead of
+ * being written to /dev/fuse.  Everything else
  * (notifications, replies to requests read from /dev/fuse) goes to the
  * fd.  This needs every handler to reply before it returns, which all of
- * control.c's do; a request left unanswered gets EIO, and says so.
+ * handlers.c's do; a request left unanswered gets EIO, and says so.
  *
  * The batch: a thread takes every completed entry, serves each, queues
  * its COMMIT_AND_FETCH, and submits them all in the io_uring_enter that
@@ -74,6 +76,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -101,22 +104,19 @@
 #include <nbdkit-plugin.h>
 
 #include "control/uring.h"
-
-extern int zram_debug_control;
+#include "parse.h"
 
 #define ENABLE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
 
 int
 uring_parse_mode (const char *s, enum uring_mode *mode)
 {
-  if (strcmp (s, "auto") == 0)
+  bool on;
+
+  if (strcasecmp (s, "auto") == 0)
     *mode = URING_AUTO;
-  else if (strcmp (s, "on") == 0 || strcmp (s, "true") == 0 ||
-           strcmp (s, "yes") == 0 || strcmp (s, "1") == 0)
-    *mode = URING_ON;
-  else if (strcmp (s, "off") == 0 || strcmp (s, "false") == 0 ||
-           strcmp (s, "no") == 0 || strcmp (s, "0") == 0)
-    *mode = URING_OFF;
+  else if (zram_parse_bool (s, &on) == 0)
+    *mode = on ? URING_ON : URING_OFF;
   else
     return -1;
   return 0;
@@ -147,9 +147,10 @@ uring_unusable (void)
   return "this plugin was built without liburing";
 }
 struct uring *
-uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads)
+uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads,
+           bool debug)
 {
-  (void) se; (void) mode; (void) threads;
+  (void) se; (void) mode; (void) threads; (void) debug;
   return NULL;
 }
 ssize_t
@@ -164,7 +165,12 @@ uring_io_writev (struct uring *u, int fd, struct iovec *iov, int count)
   (void) u;
   return writev (fd, iov, count);
 }
-void *uring_reply_buffer (size_t size) { (void) size; return NULL; }
+void *
+uring_reply_buffer (struct uring *u, size_t size)
+{
+  (void) u; (void) size;
+  return NULL;
+}
 bool uring_offered (struct uring *u) { (void) u; return false; }
 uint64_t uring_requests (struct uring *u) { (void) u; return 0; }
 void uring_free (struct uring *u) { (void) u; }
@@ -227,12 +233,10 @@ _Static_assert (offsetof (struct fuse_init_in, flags2) == 16,
  * busy thread finds the next requests waiting when it asks for more,
  * without sleeping; with two, the idle one is often woken instead.  But
  * a loop device's requests mostly come from one CPU at a time, so one
- * thread per queue serves them all on one CPU at a time.  Measured on 2
- * CPUs (fio at queue depth 16 on a loop device, 2026-11-25), one thread
- * of 16 entries against two of 8, medians of 6 runs: 120K against 113K
- * 4 KiB random reads a second, 95K against 92K random writes (and
- * steadier), but 3.6 against 4.0 GB/s of 128 KiB sequential reads.
- * Pinning a thread to its queue's CPU cost sequential I/O a third.
+ * thread per queue serves them all on one CPU at a time.  One thread of
+ * 16 entries beat two of 8 at 4 KiB and lost at 128 KiB sequential
+ * reads; pinning a thread to its queue's CPU cost sequential I/O
+ * (fio-jobs/README.md has the figures).
  */
 #define URING_QUEUE_DEPTH 16
 
@@ -241,11 +245,9 @@ _Static_assert (offsetof (struct fuse_init_in, flags2) == 16,
  * and one batch of commits (one completion softirq) for two writes.
  * Writes cost the server a compression each and keep it busy, so the
  * next requests are usually already waiting; reads are cheap, and made
- * to wait they lose more in latency than the saved wake-ups give.
- * Measured on 2 CPUs, 4 KiB at queue depth 16: random writes about 5 %
- * up with 3 or 5 us (10 us was erratic), random reads about 3 % down
- * when reads were paired too.  Never at queue depth 1: a lone request
- * never pairs.
+ * to wait they lose more in latency than the saved wake-ups give (so
+ * reads are not paired; fio-jobs/README.md has the figures, and why not
+ * longer).  Never at queue depth 1: a lone request never pairs.
  */
 #define URING_PAIR_WAIT_US 5
 
@@ -306,6 +308,7 @@ struct uring_queue {
 struct uring {
   struct fuse_session *se;
   enum uring_mode mode;
+  bool debug;                       /* -D zram.control=1 */
   int fuse_fd;
   int stop_fd;                      /* eventfd: every queue thread exits */
   /* The INIT handshake: set by the classic worker that reads the INIT
@@ -341,7 +344,8 @@ uring_unusable (void)
 }
 
 struct uring *
-uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads)
+uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads,
+           bool debug)
 {
   struct uring *u = calloc (1, sizeof *u);
 
@@ -349,6 +353,7 @@ uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads)
     return NULL;
   u->se = se;
   u->mode = mode;
+  u->debug = debug;
   u->threads = threads >= 1 && threads <= URING_THREADS_MAX
     ? threads : URING_THREADS_DEFAULT;
   u->fuse_fd = fuse_session_fd (se);
@@ -357,11 +362,11 @@ uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads)
 }
 
 void *
-uring_reply_buffer (size_t size)
+uring_reply_buffer (struct uring *u, size_t size)
 {
   struct uring_ent *e = cur_ent;
 
-  return e && size <= e->q->u->payload ? e->payload : NULL;
+  return u && e && e->q->u == u && size <= u->payload ? e->payload : NULL;
 }
 
 bool
@@ -682,7 +687,7 @@ queue_thread (void *arg)
     uring_poison (u);
     return NULL;
   }
-  if (zram_debug_control)
+  if (u->debug)
     nbdkit_debug ("control: FUSE over io_uring: queue %u: %u entries "
                   "of %zu KiB", q->qid, q->nr_ents, u->payload >> 10);
 
@@ -727,7 +732,7 @@ queue_thread (void *arg)
   }
   /* Answers still queued go to the kernel before the ring closes. */
   io_uring_submit (&q->ring);
-  if (zram_debug_control)
+  if (u->debug)
     nbdkit_debug ("control: FUSE over io_uring: queue %u ends (%s)",
                   q->qid, stop ? "stopped" : "connection ended");
   return NULL;

@@ -32,8 +32,8 @@ enum uring_mode {
 #define URING_THREADS_DEFAULT 1
 #define URING_THREADS_MAX 4
 
-/* Parses "auto", "on" or "off" (and the usual booleans for on/off).
- * Returns 0, or -1 for anything else.
+/* Parses "auto", or a boolean (zram_parse_bool) for on or off, in any
+ * case.  Returns 0, or -1 for anything else.
  */
 int uring_parse_mode (const char *s, enum uring_mode *mode);
 
@@ -47,27 +47,35 @@ const char *uring_unusable (void);
  */
 int uring_kernel_enabled (void);
 
-/* The state for one session, mounted (its fd is the one the rings use).
+/* The transport's interface: the mount's life cycle (mount.c) makes one
+ * per session with uring_new, puts uring_io_read and uring_io_writev under
+ * libfuse as its custom I/O, and frees it with uring_free; the handlers
+ * (handlers.c) ask it only uring_offered and uring_reply_buffer, passing
+ * the session's struct uring each time.
+ *
+ * The state for one session, mounted (its fd is the one the rings use).
  * With URING_ON a failure to set the rings up is an nbdkit_error, with
  * URING_AUTO only a debug message; either way the session goes on over
  * /dev/fuse.  threads: per possible CPU, 1 to URING_THREADS_MAX (anything
- * else is URING_THREADS_DEFAULT).  NULL on ENOMEM.
+ * else is URING_THREADS_DEFAULT).  debug: say when each ring starts and
+ * stops serving.  NULL on ENOMEM.
  */
 struct uring *uring_new (struct fuse_session *se, enum uring_mode mode,
-                         unsigned threads);
+                         unsigned threads, bool debug);
 
 /* The session's custom I/O (control.c's fuse_custom_io calls these). */
 ssize_t uring_io_read (struct uring *u, int fd, void *buf, size_t len);
 ssize_t uring_io_writev (struct uring *u, int fd, struct iovec *iov,
                          int count);
 
-/* Where a handler may build its reply's data, for a reply of at most
- * size bytes: the payload of the ring entry this thread is serving, so
- * that the reply needs no copy (pass this pointer to fuse_reply_buf).
- * NULL where the request did not come through a ring (then use a buffer
- * of your own).  Valid until the handler replies.
+/* Where a handler serving a request of u's may build its reply's data,
+ * for a reply of at most size bytes: the payload of the ring entry this
+ * thread is serving, so that the reply needs no copy (pass this pointer to
+ * fuse_reply_buf).  NULL where the request did not come through one of
+ * u's rings, or u is NULL (then use a buffer of your own).  Valid until
+ * the handler replies.
  */
-void *uring_reply_buffer (size_t size);
+void *uring_reply_buffer (struct uring *u, size_t size);
 
 /* True between the FUSE_INIT request that offered io_uring and its reply:
  * the init handler then limits max_write to the ring's payload size.

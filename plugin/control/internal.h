@@ -1,0 +1,41 @@
+/* uzram control filesystem: the one mounted instance, shared by the FUSE
+ * handlers (handlers.c) and the mount's life cycle (mount.c).  Not part
+ * of the plugin's interface (control.h).
+ */
+#ifndef UZRAM_CONTROL_INTERNAL_H
+#define UZRAM_CONTROL_INTERNAL_H
+
+#define FUSE_USE_VERSION 312   /* 3.12: the loop config with max_threads */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <fuse_lowlevel.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "control/control.h"
+#include "control/uring.h"
+
+struct control {
+  struct zram *zram;
+  char *dir;
+  struct fuse_session *se;
+  struct uring *uring;        /* NULL: libfuse's own I/O on /dev/fuse */
+  pthread_t thread;
+  bool thread_started;
+  uid_t uid;
+  gid_t gid;
+  struct timespec mtime;      /* every inode's times: when we mounted */
+};
+
+/* The handlers (handlers.c), for fuse_session_new. */
+extern const struct fuse_lowlevel_ops control_ops;
+
+/* -D zram.control=1: say more about requests and the session. */
+extern NBDKIT_DLL_PUBLIC int zram_debug_control;
+
+#endif /* UZRAM_CONTROL_INTERNAL_H */

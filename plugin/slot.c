@@ -1,0 +1,112 @@
+/* uzram engine: the slot table's mappings and the slot lock.  slot.h
+ * describes the table, the slots' states and the lock.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "slot.h"
+
+/* How many times a locker spins on a held slot lock before it sleeps.
+ * Critical sections are one decompression (a few microseconds) or an entry
+ * swap (nanoseconds); a short spin catches the latter without a syscall.
+ */
+#define SLOT_SPIN 64
+
+static long
+futex (uint32_t *uaddr, int op, uint32_t val)
+{
+  return syscall (SYS_futex, uaddr, op, val, NULL, NULL, 0);
+}
+
+void
+slot_lock (struct zram_slot *s)
+{
+  uint32_t f = __atomic_load_n (&s->flags, __ATOMIC_RELAXED);
+  uint32_t take = SLOT_LOCKED;
+  unsigned spin = 0;
+
+  for (;;) {
+    if (!(f & SLOT_LOCKED)) {
+      /* After sleeping once, take it as contended: others may sleep too,
+       * and unlock must wake them.
+       */
+      if (__atomic_compare_exchange_n (&s->flags, &f, f | take, true,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return;
+      continue;
+    }
+    if (spin < SLOT_SPIN) {
+      spin++;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause ();
+#endif
+      f = __atomic_load_n (&s->flags, __ATOMIC_RELAXED);
+      continue;
+    }
+    if (!(f & SLOT_WAITERS) &&
+        !__atomic_compare_exchange_n (&s->flags, &f, f | SLOT_WAITERS, true,
+                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+      continue;
+    /* Sleeps unless the word changed meanwhile (EAGAIN): then look again. */
+    futex (&s->flags, FUTEX_WAIT_PRIVATE, f | SLOT_WAITERS);
+    take = SLOT_LOCKED | SLOT_WAITERS;
+    f = __atomic_load_n (&s->flags, __ATOMIC_RELAXED);
+  }
+}
+
+void
+slot_unlock (struct zram_slot *s)
+{
+  uint32_t old = __atomic_fetch_and (&s->flags, ~SLOT_LOCK_BITS,
+                                     __ATOMIC_RELEASE);
+
+  if (old & SLOT_WAITERS)
+    futex (&s->flags, FUTEX_WAKE_PRIVATE, 1);
+}
+
+int
+slot_table_create (struct slot_table *t, uint64_t nr_slots)
+{
+  size_t table_bytes = nr_slots * sizeof (struct zram_slot);
+  uint64_t nr_pages = (nr_slots + SLOTS_PER_TABLE_PAGE - 1)
+    / SLOTS_PER_TABLE_PAGE;
+  size_t touched_bytes = (nr_pages + 63) / 64 * sizeof (uint64_t);
+  struct zram_slot *slots;
+  uint64_t *touched;
+
+  slots = mmap (NULL, table_bytes, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (slots == MAP_FAILED)
+    return -ENOMEM;
+  /* A huge page would back 32768 slots at the first write to any of them:
+   * keep the table's memory in step with the blocks stored.
+   */
+  madvise (slots, table_bytes, MADV_NOHUGEPAGE);
+  touched = mmap (NULL, touched_bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (touched == MAP_FAILED) {
+    munmap (slots, table_bytes);
+    return -ENOMEM;
+  }
+  t->slots = slots;
+  t->touched = touched;
+  t->touched_bytes = touched_bytes;
+  t->nr_slots = nr_slots;
+  return 0;
+}
+
+void
+slot_table_destroy (struct slot_table *t)
+{
+  if (t->slots) {
+    munmap (t->slots, t->nr_slots * sizeof (struct zram_slot));
+    munmap (t->touched, t->touched_bytes);
+  }
+  memset (t, 0, sizeof *t);
+}

@@ -1,0 +1,188 @@
+/* uzram engine: the slot table, its entries' states and flags, and the
+ * slot lock.
+ *
+ * The slot table has one 16-byte entry per 4 KiB block, as Linux zram's
+ * zram->table does:
+ *
+ *   table ─┬─ slot 0  { handle | word : 64 } { size : 32 } { flags : 32 }
+ *          ├─ slot 1
+ *          ┆
+ *          └─ slot disksize/4096 - 1
+ *
+ * A slot's state, from its handle and flags:
+ *
+ *   empty         no SLOT_SAME, handle 0: never written, trimmed or freed
+ *   same-filled   SLOT_SAME: `handle` holds the repeated 8-byte word,
+ *                 nothing is allocated
+ *   stored        `handle` is a zsmalloc handle of `size` bytes: compressed
+ *                 data, or with SLOT_HUGE the raw page
+ *
+ * and, beside the state, SLOT_IDLE (not accessed since the last
+ * zram_mark_idle_all) and the two lock bits.  New states (written back,
+ * recompressed, incompressible) take the free bits after SLOT_IDLE, and
+ * SLOT_STATE_BITS, which every change of state clears, grows with them.
+ *
+ * The table is one private anonymous mapping with MAP_NORESERVE: the kernel
+ * backs a 4 KiB page of it (256 slots, 1 MiB of disk) only when a slot in it
+ * is first written, so an empty 1 TiB disk costs 4 GiB of address space and
+ * no memory, and a 64 GiB disk holding 100 MiB costs at most one table page
+ * per block stored.  Beside it, a bitmap with one bit per table page
+ * (1 bit per MiB of disk, 128 KiB for 1 TiB, also mapped lazily) says
+ * which table pages a write ever reached: a clear bit means all 256 slots
+ * are empty, so reads, trims, extents and idle marking skip untouched
+ * megabytes without loading, let alone faulting in, the table there.
+ *
+ * Slot lock: bits 0 and 1 of a slot's flags word are a futex-based mutex
+ * (Drepper's "Futexes are tricky", mutex 3): SLOT_LOCKED, and SLOT_WAITERS
+ * when a thread may be sleeping in FUTEX_WAIT on the word.  So locking costs
+ * no memory beyond the entry, uncontended locking is one compare-and-swap,
+ * and contended waiters sleep.  Because waiters set SLOT_WAITERS while the
+ * holder runs, the holder changes the other flag bits with atomic
+ * operations too (slot_update_flags).  The lock covers one block's entry
+ * and object, never more than one slot.
+ *
+ * Still to do: giving table pages back to the kernel when a trim empties
+ * all 256 slots of one (the lock words live in those pages, so that needs a
+ * quiescent point).
+ */
+#ifndef UZRAM_SLOT_H
+#define UZRAM_SLOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct zram_slot {
+  uint64_t handle;   /* zsmalloc handle, or the word of a same-filled page */
+  uint32_t size;     /* bytes of the stored object, 0 if none; slot lock */
+  uint32_t flags;    /* SLOT_*; changed only with atomic operations */
+};
+_Static_assert (sizeof (struct zram_slot) == 16, "a slot is 16 bytes");
+
+#define SLOT_LOCKED  (1u << 0)   /* the slot lock is held */
+#define SLOT_WAITERS (1u << 1)   /* a thread may sleep on the lock */
+#define SLOT_SAME    (1u << 2)   /* same-filled: handle is the word */
+#define SLOT_HUGE    (1u << 3)   /* stored raw, size is 4096 */
+#define SLOT_IDLE    (1u << 4)   /* not accessed since zram_mark_idle_all */
+#define SLOT_LOCK_BITS  (SLOT_LOCKED | SLOT_WAITERS)
+/* What says how the slot's contents are kept: a slot's value carries these
+ * (struct slot_val), and storing a new value replaces them.
+ */
+#define SLOT_STATE_BITS (SLOT_SAME | SLOT_HUGE)
+
+/* Slots per 4 KiB page of the table: the unit the kernel backs with
+ * memory, and the unit of the touched bitmap.
+ */
+#define SLOTS_PER_TABLE_PAGE (4096 / sizeof (struct zram_slot))
+
+struct slot_table {
+  struct zram_slot *slots;              /* NULL: no table */
+  uint64_t *touched;                    /* bit per table page; atomic */
+  size_t touched_bytes;
+  uint64_t nr_slots;
+};
+
+/* Maps an empty table of nr_slots slots.  -ENOMEM. */
+int slot_table_create (struct slot_table *t, uint64_t nr_slots);
+/* Unmaps it (no object is freed: the pool owns them) and clears *t. */
+void slot_table_destroy (struct slot_table *t);
+
+void slot_lock (struct zram_slot *s);
+void slot_unlock (struct zram_slot *s);
+
+static inline uint32_t
+slot_flags (const struct zram_slot *s)
+{
+  return __atomic_load_n (&s->flags, __ATOMIC_ACQUIRE);
+}
+
+static inline uint64_t
+slot_handle (const struct zram_slot *s)
+{
+  return __atomic_load_n (&s->handle, __ATOMIC_RELAXED);
+}
+
+/* Under the slot lock: clears then sets flag bits, leaving the lock bits. */
+static inline void
+slot_update_flags (struct zram_slot *s, uint32_t clear, uint32_t set)
+{
+  uint32_t f = __atomic_load_n (&s->flags, __ATOMIC_RELAXED);
+
+  while (!__atomic_compare_exchange_n (&s->flags, &f, (f & ~clear) | set,
+                                       true, __ATOMIC_RELEASE,
+                                       __ATOMIC_RELAXED))
+    ;
+}
+
+/* Without the lock: true if the slot holds nothing (never written, or
+ * freed).  A writer racing with this may or may not be seen, as with any
+ * request overlapping a write; a slot in transition between two stored
+ * states never looks empty, because the new handle or word is stored
+ * before the flags change (slot_swap).
+ */
+static inline bool
+slot_empty_unlocked (const struct zram_slot *s)
+{
+  uint32_t f = slot_flags (s);
+
+  return !(f & (SLOT_SAME | SLOT_LOCKED)) && slot_handle (s) == 0;
+}
+
+/* Without the lock, for extents: true for an empty slot or zeroes.  Both
+ * and only they have handle 0 (a same-filled slot keeps its word there,
+ * and zs_malloc never returns handle 0).
+ */
+static inline bool
+slot_hole_unlocked (const struct zram_slot *s)
+{
+  return slot_handle (s) == 0;
+}
+
+/* Whether a write ever reached the table page holding slot index.  A
+ * clear bit means every slot of that page is empty: a write sets it before
+ * it takes the first lock there (table_touch_page), and only a write makes
+ * an empty slot non-empty.  Bits are never cleared while the table lives.
+ */
+static inline bool
+table_page_touched (const struct slot_table *t, uint64_t index)
+{
+  uint64_t page = index / SLOTS_PER_TABLE_PAGE;
+
+  return __atomic_load_n (&t->touched[page / 64], __ATOMIC_ACQUIRE)
+    & (UINT64_C (1) << (page % 64));
+}
+
+static inline void
+table_touch_page (struct slot_table *t, uint64_t index)
+{
+  uint64_t page = index / SLOTS_PER_TABLE_PAGE;
+
+  if (!table_page_touched (t, index))
+    __atomic_fetch_or (&t->touched[page / 64],
+                       UINT64_C (1) << (page % 64), __ATOMIC_RELEASE);
+}
+
+/* The first slot of the next table page after index. */
+static inline uint64_t
+next_table_page (uint64_t index)
+{
+  return (index / SLOTS_PER_TABLE_PAGE + 1) * SLOTS_PER_TABLE_PAGE;
+}
+
+/* Without the lock: true if slot index surely holds nothing. */
+static inline bool
+table_slot_empty_unlocked (const struct slot_table *t, uint64_t index)
+{
+  return !table_page_touched (t, index) ||
+    slot_empty_unlocked (&t->slots[index]);
+}
+
+/* Without the lock: true for a slot that is empty or holds zeroes. */
+static inline bool
+table_slot_hole_unlocked (const struct slot_table *t, uint64_t index)
+{
+  return !table_page_touched (t, index) ||
+    slot_hole_unlocked (&t->slots[index]);
+}
+
+#endif /* UZRAM_SLOT_H */
