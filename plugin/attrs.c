@@ -43,6 +43,14 @@
  */
 #define RESET_GRACE_MS 250
 
+static struct zram_attr_hooks hooks;
+
+void
+zram_attr_set_hooks (const struct zram_attr_hooks *h)
+{
+  hooks = h ? *h : (struct zram_attr_hooks) { 0 };
+}
+
 /* Rounds bytes up to whole 4 KiB blocks (PAGE_ALIGN); -EINVAL on overflow. */
 static int
 block_align (uint64_t *bytes)
@@ -74,6 +82,8 @@ disksize_store (struct zram *zram, const char *buf, size_t len)
       block_align (&bytes))
     return -EINVAL;
   r = zram_set_disksize (zram, bytes);
+  if (r == 0 && hooks.initialised)
+    hooks.initialised (hooks.opaque);
   return r < 0 ? r : (ssize_t) len;
 }
 
@@ -603,8 +613,13 @@ reset_store (struct zram *zram, const char *buf, size_t len)
    * connection after the client's exit.  `losetup -d; echo 1 > reset`
    * should work as it does with zram, so give them a moment.
    */
+  if (hooks.release && (r = hooks.release (hooks.opaque)) < 0)
+    return r;
   for (i = 0; (r = zram_reset (zram)) == -EBUSY && i < RESET_GRACE_MS; i++)
     nanosleep (&(struct timespec) { .tv_nsec = 1000000 }, NULL);
+  /* Refused after all: the front end that let go comes back. */
+  if (r < 0 && hooks.initialised && zram_initialised (zram))
+    hooks.initialised (hooks.opaque);
   return r < 0 ? r : (ssize_t) len;
 }
 

@@ -15,6 +15,8 @@
  * nbdkit's own worker threads, which serve NBD clients (nbd-client,
  * nbdfuse: swap on `--via nbd` and `--via nbdfuse`), mark themselves
  * I/O flushers on their first request (io_flusher).
+ * ublk=on|auto adds a third front end, /dev/ublkbN (ublk.c), which holds
+ * the engine while it exists and goes away before a reset.
  *
  * Still to do: TLS and export names are nbdkit's as for any plugin; a
  * per-export device (several zram devices in one nbdkit) would need an
@@ -39,6 +41,8 @@
 #include "parse.h"
 #include "zsmalloc.h"
 #include "control/control.h"
+#include "attrs.h"
+#include "ublk.h"
 
 /* The statistics are printed as debug messages (so only with -v) when
  * nbdkit unloads the plugin, and with -D zram.stats=1 also whenever a
@@ -67,6 +71,8 @@ static bool mlock_all;
 static bool allow_other;                /* others may read the control files */
 static enum uring_mode uring_mode = URING_AUTO;  /* `disk` over io_uring */
 static unsigned uring_threads = URING_THREADS_DEFAULT; /* per CPU */
+static enum ublk_mode ublk_mode = UBLK_OFF;     /* /dev/ublkbN */
+static struct ublk *ublk;
 
 /* Sizes as the control files read them (memparse's suffixes, which may be
  * followed by "iB" or "B" here), with an error that names the parameter.  Up to INT64_MAX, as
@@ -176,6 +182,12 @@ zram_config (const char *key, const char *value)
       return -1;
     }
   }
+  else if (strcmp (key, "ublk") == 0) {
+    if (ublk_parse_mode (value, &ublk_mode) == -1) {
+      nbdkit_error ("ublk: expected auto, on or off, not '%s'", value);
+      return -1;
+    }
+  }
   else if (strcmp (key, "control") == 0) {
     free (control_dir);
     control_dir = nbdkit_absolute_path (value);
@@ -203,7 +215,10 @@ zram_config (const char *key, const char *value)
   "                         FUSE over io_uring where the kernel offers it\n" \
   "                         (auto, the default), or must (on), or never.\n" \
   "uring_threads=N          Threads (io_urings) per CPU for that: 1 (the\n" \
-  "                         default) to 4."
+  "                         default) to 4.\n" \
+  "ublk=on|auto|off         Also serve the device as /dev/ublkbN where the\n" \
+  "                         kernel has ublk (auto), or must (on); off is\n" \
+  "                         the default."
 
 static int
 zram_config_complete (void)
@@ -261,6 +276,18 @@ zram_get_ready (void)
 }
 
 static int
+ublk_release_hook (void *opaque)
+{
+  return ublk_release (opaque);
+}
+
+static void
+ublk_initialised_hook (void *opaque)
+{
+  ublk_initialised (opaque);
+}
+
+static int
 zram_after_fork (void)
 {
   struct control_opts opts = {
@@ -275,6 +302,19 @@ zram_after_fork (void)
   if (mlock_all && mlockall (MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == -1) {
     nbdkit_error ("mlock=true: mlockall: %m (see ulimit -l, or run as root)");
     return -1;
+  }
+  /* Before the control filesystem, so that its reset and disksize find
+   * the block device's hooks in place.
+   */
+  if (ublk_mode != UBLK_OFF) {
+    struct zram_attr_hooks hooks = {
+      .release = ublk_release_hook, .initialised = ublk_initialised_hook,
+    };
+    ublk = ublk_start (zram, ublk_mode);
+    if (ublk == NULL)
+      return -1;
+    hooks.opaque = ublk;
+    zram_attr_set_hooks (&hooks);
   }
   if (control_dir) {
     control = control_start (zram, control_dir, &opts);
@@ -318,6 +358,10 @@ zram_cleanup (void)
 {
   control_stop (control);
   control = NULL;
+  /* After the control filesystem, whose reset could call it. */
+  zram_attr_set_hooks (NULL);
+  ublk_stop (ublk);
+  ublk = NULL;
   if (zram)
     print_stats ("unload");
 }
@@ -341,6 +385,7 @@ zram_dump_plugin (void)
   printf ("zram_default_comp_algorithm=%s\n", ZRAM_DEFAULT_COMP);
   printf ("zram_block_size=%u\n", ZRAM_BLOCK_SIZE);
   printf ("zram_uring=%s\n", uring_unusable () ? "no" : "yes");
+  printf ("zram_ublk=%s\n", ublk_unusable () ? "no" : "yes");
 }
 
 static void *

@@ -2,14 +2,14 @@
 # Swap under global memory pressure, in a guest on Debian's kernel
 # (guest-lib.sh) with 256 MiB of RAM and no cgroup: a workload touching
 # twice that swaps through `uzram up --swap` attached over nbd, then over a
-# loop device on `disk`, and, for reference, through the guest kernel's
-# own zram.  Here nbdkit itself is short of memory, as it never is when
+# loop device on `disk`, then (only when PRESSURE_PATHS names it) over
+# ublk, and, for reference, through the guest kernel's own zram.  Here nbdkit itself is short of memory, as it never is when
 # only the workload is confined to a cgroup: a server that needs memory to
 # free memory deadlocks.  Each run must end within its bound
 # (PRESSURE_BOUND, default 600 s) with every byte intact, and the guest's
 # kernel must report no hung task (one blocked for its default 120 s).
 # The times are printed as ratios to zram's, not asserted.
-# PRESSURE_PATHS (default "zram nbd disk") runs some of them only.  The RAM is
+# PRESSURE_PATHS (default "zram nbd disk"; "ublk" also) picks the paths.  The RAM is
 # small because under TCG the time goes with what is swapped: about the
 # size of the RAM, out and back in, through each path.
 source "$top_srcdir/tests/functions.sh"
@@ -79,7 +79,7 @@ if [[ " $paths " = *" zram "* ]]; then
     echo 1 > $z/reset
 fi
 
-for via in nbd disk; do
+for via in nbd disk ublk; do
     [[ " $paths " = *" $via "* ]] || continue
     echo "== uzram --via $via (lz4)"
     name=pressure-$via
@@ -90,8 +90,9 @@ for via in nbd disk; do
     timeout "$bound" "$uzram" down "$name" || fail "uzram down $name failed"
 done
 
-echo "times: zram ${took[zram]:--} s, nbd ${took[nbd]:--} s, disk ${took[disk]:--} s"
-awk -v z="${took[zram]:-0}" -v n="${took[nbd]:-0}" -v d="${took[disk]:-0}" 'BEGIN {
+echo "times: zram ${took[zram]:--} s, nbd ${took[nbd]:--} s, disk ${took[disk]:--} s, ublk ${took[ublk]:--} s"
+awk -v z="${took[zram]:-0}" -v n="${took[nbd]:-0}" -v d="${took[disk]:-0}" -v u="${took[ublk]:-0}" 'BEGIN {
     if (z > 0 && n > 0) printf "nbd: %.2fx the time of the guest kernel'"'"'s zram\n", n / z
-    if (z > 0 && d > 0) printf "disk: %.2fx the time of the guest kernel'"'"'s zram\n", d / z }'
+    if (z > 0 && d > 0) printf "disk: %.2fx the time of the guest kernel'"'"'s zram\n", d / z
+    if (z > 0 && u > 0) printf "ublk: %.2fx the time of the guest kernel'"'"'s zram\n", u / z }'
 echo "PASS: $0"
