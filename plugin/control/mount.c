@@ -19,10 +19,7 @@
  * unmount (MNT_FORCE makes FUSE's umount_begin abort it, so a loop device
  * still attached gets errors instead of hanging on a server that is gone),
  * then joins the session thread.  It runs from the plugin's .cleanup and,
- * as a backstop, at exit.  Without the right to force an unmount (not
- * root) it aborts through fusectl's abort file where fusectl is mounted,
- * and otherwise wakes a worker with a lookup of its own, so that the loop
- * sees its exit even while a process holds `disk` open.
+ * as a backstop, at exit.
  *
  * Admin work: the control files' stores run on the admin worker
  * (admin.c), started before the session and stopped after it.
@@ -36,7 +33,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <mntent.h>
 #include <pthread.h>
 #include <signal.h>
@@ -66,9 +62,6 @@ static bool atexit_registered;
 #define CONTROL_MAX_THREADS 40
 
 NBDKIT_DLL_PUBLIC int zram_debug_ring_fail;
-
-/* The name control_stop looks up to wake a worker: never a real file. */
-#define WAKE_NAME ".uzram-stop"
 
 /* --- The io_uring transport under libfuse (uring.c) --- */
 
@@ -515,21 +508,6 @@ control_stop (struct control *c)
    */
   if (umount2 (c->dir, MNT_FORCE | MNT_DETACH) == -1) {
     nbdkit_debug ("control: umount2 %s: %m; using fusermount3", c->dir);
-    /* A lazy unmount leaves the connection up while a process holds
-     * `disk` open, and the workers asleep in read(2) would never see the
-     * exit: end the connection, or else give one a request (a lookup
-     * that fails), after which it sees the exit and the loop cancels the
-     * others.  With the rings up that lookup goes to a ring and wakes no
-     * worker: then the join waits until the holder closes `disk`.
-     */
-    if (abort_by_fusectl (c) == -1) {
-      char path[PATH_MAX];
-      struct stat st;
-
-      snprintf (path, sizeof path, "%s/%s", c->dir, WAKE_NAME);
-      if (stat (path, &st) == 0 || errno != ENOENT)
-        nbdkit_debug ("control: waking a worker: stat %s: %m", path);
-    }
     fuse_session_unmount (c->se);
   }
   if (c->thread_started)
