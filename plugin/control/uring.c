@@ -660,7 +660,8 @@ serve (struct uring_queue *q, struct uring_ent *e)
   cur_ent = e;
   fuse_session_process_buf (u->se, &fb);
   cur_ent = NULL;
-  if (!e->replied && !e->held) {
+  /* held first: a held entry's replied is the replying thread's. */
+  if (!e->held && !e->replied) {
     nbdkit_error ("control: FUSE over io_uring: opcode %" PRIu32
                   " was not answered before its handler returned: "
                   "answering EIO", in.opcode);
