@@ -121,7 +121,7 @@ except OSError as e:
     sleep 0.05
 done
 wait "$fio_pid" || fail "fio under compaction failed: $(tail -5 "$fio_log")"
-[ "$n" -ge 5 ] || fail "only $n compactions ran during the load"
+[ "$n" -ge 3 ] || fail "only $n compactions ran during the load"
 grep -q "err= 0" "$fio_log" || fail "fio: $(grep -i err "$fio_log" | head -3)"
 echo "compact: $n writes during fio's 64 MiB of random writes and their verification"
 detach_loop "$loop" "$ctl/disk"
