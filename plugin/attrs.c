@@ -611,7 +611,10 @@ reset_store (struct zram *zram, const char *buf, size_t len)
   /* A client that has just gone may still be on its way out: FUSE sends
    * `disk`'s release after close(2) has returned, and nbdkit closes a
    * connection after the client's exit.  `losetup -d; echo 1 > reset`
-   * should work as it does with zram, so give them a moment.
+   * should work as it does with zram, so give them a moment.  The control
+   * filesystem runs stores on its admin worker, never on a thread that
+   * serves I/O, so the release is served meanwhile and this waits only as
+   * long as it takes.
    */
   if (hooks.release && (r = hooks.release (hooks.opaque)) < 0)
     return r;

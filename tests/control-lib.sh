@@ -224,3 +224,29 @@ fio_verify ()
         { cat "$tmpdir/fio.out"; fail "fio verify on $loop"; }
     grep -q "err= 0" "$tmpdir/fio.out" || { cat "$tmpdir/fio.out"; fail "fio reported errors"; }
 }
+
+# wait_ring_threads PID PER_CPU: waits (at most 20 s) until nbdkit PID has
+# PER_CPU ring threads (zram-ring*) per possible CPU: they start only once
+# the kernel has answered FUSE_INIT, which may come a while after the
+# mount appears on a loaded machine.
+ring_thread_count ()
+{
+    local t n=0
+    for t in /proc/$1/task/*; do
+        case "$(cat "$t/comm" 2>/dev/null)" in zram-ring*) n=$((n + 1)) ;; esac
+    done
+    echo $n
+}
+possible_cpus ()
+{
+    python3 -c 'n=0
+for r in open("/sys/devices/system/cpu/possible").read().strip().split(","):
+    a, _, b = r.partition("-"); n += int(b or a) - int(a) + 1
+print(n)'
+}
+wait_ring_threads ()
+{
+    local want=$(( $2 * $(possible_cpus) ))
+    wait_for 20 eval '[ "$(ring_thread_count '"$1"')" -ge '"$want"' ]' ||
+        fail "nbdkit has $(ring_thread_count "$1") ring threads (zram-ring*) 20 s after mounting, expected $want: the rings were not set up"
+}

@@ -48,8 +48,9 @@ ring_ticks ()
     done
     echo "$n $ticks"
 }
-set -- $(ring_ticks)
-[ "$1" -gt 0 ] || fail "no ring threads (zram-ring*) in nbdkit: the rings were not set up"
+# The rings start once the kernel has answered FUSE_INIT, which on a
+# loaded machine can be a while after the mount appears.
+wait_ring_threads "$nbdkit_pid" 1
 if [ ${#verbose[@]} -gt 0 ]; then
     grep -q 'FUSE over io_uring: [0-9]* queues' "$log" ||
         fail "the rings were not set up: $(grep -E 'uring|error' "$log" | tail -5)"
@@ -87,6 +88,7 @@ print(n)')
 [ "$1" -eq "$cpus" ] || fail "$1 ring threads with the default uring_threads=1, for $cpus possible CPUs"
 main_pid=$nbdkit_pid main_ctl=$ctl main_loop=$loop
 start_ctl "${verbose[@]}" -- size=128M uring=on uring_threads=2 2>"$log2"
+wait_ring_threads "$nbdkit_pid" 2
 set -- $(ring_ticks)
 [ "$1" -eq $((2 * cpus)) ] || fail "$1 ring threads with uring_threads=2, for $cpus possible CPUs"
 attach_loop "$ctl/disk"

@@ -35,6 +35,11 @@
  * `disk` is opened with FOPEN_PARALLEL_DIRECT_WRITES, built by hand since
  * libfuse 3.14 cannot set it (disk_reply_open).
  *
+ * No handler waits: a write to a control file (a store: reset, compact,
+ * idle, mem_limit ...) goes to the admin worker (admin.h), which stores
+ * and replies from its own thread (uring_hold where the request came
+ * through a ring), so the thread that took it goes back to serving I/O.
+ *
  * Still to do: poll(2) notification on the stats files.
  */
 #include <config.h>
@@ -558,13 +563,50 @@ disk_write (fuse_req_t req, struct control *c, const char *buf, size_t size,
     fuse_reply_write (req, size);
 }
 
+/* One store, for the admin worker: the request and a copy of what was
+ * written (the request's buffer is the transport's, reused once the
+ * handler returns).
+ */
+struct store_job {
+  struct admin_job job;
+  struct control *c;
+  fuse_req_t req;
+  const struct zram_attr *attr;
+  struct uring_ent *held;       /* NULL: not through a ring */
+  size_t size;
+  char buf[];
+};
+
+static void
+store_run (struct admin_job *job)
+{
+  struct store_job *sj = (struct store_job *) job;
+  struct control *c = sj->c;
+  ssize_t r;
+
+  r = sj->attr->store (c->zram, sj->buf, sj->size);
+  uring_held_begin (sj->held);
+  if (r < 0)
+    fuse_reply_err (sj->req, -r);
+  else {
+    /* disksize and reset change `disk`'s size: drop the kernel's copy of
+     * its attributes (attribute-only invalidation takes no inode lock),
+     * so that even a reader that never stats it sees the new size.
+     */
+    fuse_lowlevel_notify_inval_inode (c->se, DISK_INO, -1, 0);
+    fuse_reply_write (sj->req, sj->size);
+  }
+  uring_held_end (sj->held);
+  free (sj);
+}
+
 static void
 ctl_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
            off_t off, struct fuse_file_info *fi)
 {
   struct control *c = fuse_req_userdata (req);
   struct attr_handle *h = (struct attr_handle *) (uintptr_t) fi->fh;
-  ssize_t r;
+  struct store_job *sj;
 
   if (ino == DISK_INO) {
     disk_write (req, c, buf, size, off);
@@ -581,17 +623,19 @@ ctl_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     fuse_reply_err (req, EINVAL);
     return;
   }
-  r = h->attr->store (c->zram, buf, size);
-  if (r < 0) {
-    fuse_reply_err (req, -r);
+  sj = malloc (sizeof *sj + size);
+  if (!sj) {
+    fuse_reply_err (req, ENOMEM);
     return;
   }
-  /* disksize and reset change `disk`'s size: drop the kernel's copy of its
-   * attributes (attribute-only invalidation takes no inode lock), so that
-   * even a reader that never stats it sees the new size.
-   */
-  fuse_lowlevel_notify_inval_inode (c->se, DISK_INO, -1, 0);
-  fuse_reply_write (req, size);
+  sj->job.run = store_run;
+  sj->c = c;
+  sj->req = req;
+  sj->attr = h->attr;
+  sj->size = size;
+  memcpy (sj->buf, buf, size);
+  sj->held = uring_hold (c->uring);
+  admin_submit (c->admin, &sj->job);
 }
 
 static void

@@ -21,11 +21,18 @@
  * then joins the session thread.  It runs from the plugin's .cleanup and,
  * as a backstop, at exit.
  *
+ * Admin work: the control files' stores run on the admin worker
+ * (admin.c), started before the session and stopped after it.
+ *
+ * A transport that fails once serving (control_abort, called by uring.c)
+ * ends the connection the same ways, so that clients get errors.
+ *
  * Locks: live_lock guards `live` (the one running instance).
  */
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <mntent.h>
 #include <pthread.h>
 #include <signal.h>
@@ -53,6 +60,8 @@ static bool atexit_registered;
  * flight, plus a few for the stats files while they run.
  */
 #define CONTROL_MAX_THREADS 40
+
+NBDKIT_DLL_PUBLIC int zram_debug_ring_fail;
 
 /* --- The io_uring transport under libfuse (uring.c) --- */
 
@@ -112,6 +121,78 @@ want_uring (enum uring_mode mode)
                 "serving over /dev/fuse",
                 k == 0 ? "enable_uring is N" : "not in this kernel");
   return 0;
+}
+
+/* --- Ending the connection --- */
+
+/* The connection's number under /sys/fs/fuse/connections: its device's
+ * minor, as /proc/self/mountinfo gives it for the mount on real (asking
+ * the mount itself would be a request to our own server).  -1 if not
+ * found.
+ */
+static int
+find_conn (const char *real)
+{
+  FILE *fp = fopen ("/proc/self/mountinfo", "re");
+  char line[4096], mnt[4096];
+  unsigned maj, min;
+  int conn = -1;
+
+  if (!fp)
+    return -1;
+  while (fgets (line, sizeof line, fp))
+    if (sscanf (line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mnt) == 3 &&
+        strcmp (mnt, real) == 0)
+      conn = min;               /* the last one is the one on top */
+  fclose (fp);
+  return conn;
+}
+
+/* Writes fusectl's abort file: works for the mount's owner, root or not,
+ * where fusectl is mounted.  0, or -1 with errno.
+ */
+static int
+abort_by_fusectl (struct control *c)
+{
+  char path[64];
+  int fd, r;
+
+  if (c->conn < 0) {
+    errno = ENOENT;
+    return -1;
+  }
+  snprintf (path, sizeof path, "/sys/fs/fuse/connections/%d/abort", c->conn);
+  fd = open (path, O_WRONLY | O_CLOEXEC);
+  if (fd == -1)
+    return -1;
+  r = write (fd, "1", 1) == 1 ? 0 : -1;
+  close (fd);
+  return r;
+}
+
+void
+control_abort (struct control *c)
+{
+  int err;
+
+  if (abort_by_fusectl (c) == 0) {
+    nbdkit_debug ("control: aborted the connection of %s through fusectl",
+                  c->dir);
+    return;
+  }
+  err = errno;
+  /* MNT_FORCE: FUSE's umount_begin aborts the connection before the
+   * unmount looks at whether the mount is busy, so EBUSY (a loop device
+   * holds `disk`) still means aborted.
+   */
+  if (umount2 (c->dir, MNT_FORCE) == 0 || errno == EBUSY) {
+    nbdkit_debug ("control: aborted the connection of %s (forced unmount)",
+                  c->dir);
+    return;
+  }
+  nbdkit_error ("control: cannot end the connection of %s (fusectl: %s; "
+                "forced unmount: %m): I/O on `disk` may hang until nbdkit "
+                "stops", c->dir, strerror (err));
 }
 
 /* --- Mount life cycle --- */
@@ -298,6 +379,7 @@ control_start (struct zram *zram, const char *dir,
   struct fuse_args args = FUSE_ARGS_INIT (3, argv);
   sigset_t all, old;
   struct stat st;
+  char *real;
   int err, uring;
 
   /* nbdkit may have forked since control_check_dir; a stale mount could
@@ -315,6 +397,7 @@ control_start (struct zram *zram, const char *dir,
     return NULL;
   }
   c->zram = zram;
+  c->conn = -1;
   c->uid = getuid ();
   c->gid = getgid ();
   clock_gettime (CLOCK_REALTIME, &c->mtime);
@@ -337,15 +420,32 @@ control_start (struct zram *zram, const char *dir,
     nbdkit_error ("control: fuse_session_new failed (options %s)", optstr);
     goto err;
   }
+  /* Before the mount: resolving it after would ask our own server. */
+  real = realpath (dir, NULL);
   if (fuse_session_mount (c->se, dir) != 0) {
     nbdkit_error ("control: cannot mount the control filesystem on %s", dir);
+    free (real);
+    goto err;
+  }
+  if (real)
+    c->conn = find_conn (real);
+  free (real);
+  c->admin = admin_start ();
+  if (!c->admin) {
+    fuse_session_unmount (c->se);
     goto err;
   }
   /* The kernel has queued FUSE_INIT; nothing has read it yet. */
   if (uring) {
-    c->uring = uring_new (c->se, opts ? opts->uring : URING_AUTO,
-                          opts ? opts->uring_threads : 0,
-                          zram_debug_control);
+    struct uring_opts uo = {
+      .mode = opts ? opts->uring : URING_AUTO,
+      .threads = opts ? opts->uring_threads : 0,
+      .debug = zram_debug_control,
+      .on_failure = (void (*) (void *)) control_abort,
+      .arg = c,
+      .fail_after = zram_debug_ring_fail > 0 ? zram_debug_ring_fail : 0,
+    };
+    c->uring = uring_new (c->se, &uo);
     if (!c->uring ||
         fuse_session_custom_io (c->se, &control_io,
                                 fuse_session_fd (c->se)) != 0) {
@@ -379,6 +479,7 @@ control_start (struct zram *zram, const char *dir,
   return c;
 
  err:
+  admin_stop (c->admin);
   if (c->se)
     fuse_session_destroy (c->se);
   uring_free (c->uring);
@@ -411,6 +512,8 @@ control_stop (struct control *c)
   }
   if (c->thread_started)
     pthread_join (c->thread, NULL);
+  /* Stores still queued answer before the rings go. */
+  admin_stop (c->admin);
   /* The connection is aborted, so the rings' threads are ending. */
   uring_free (c->uring);
   /* Closes the session's own fd; the mount is gone already. */

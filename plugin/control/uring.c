@@ -147,10 +147,9 @@ uring_unusable (void)
   return "this plugin was built without liburing";
 }
 struct uring *
-uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads,
-           bool debug)
+uring_new (struct fuse_session *se, const struct uring_opts *opts)
 {
-  (void) se; (void) mode; (void) threads; (void) debug;
+  (void) se; (void) opts;
   return NULL;
 }
 ssize_t
@@ -171,6 +170,9 @@ uring_reply_buffer (struct uring *u, size_t size)
   (void) u; (void) size;
   return NULL;
 }
+struct uring_ent *uring_hold (struct uring *u) { (void) u; return NULL; }
+void uring_held_begin (struct uring_ent *e) { (void) e; }
+void uring_held_end (struct uring_ent *e) { (void) e; }
 bool uring_offered (struct uring *u) { (void) u; return false; }
 uint64_t uring_requests (struct uring *u) { (void) u; return 0; }
 void uring_free (struct uring *u) { (void) u; }
@@ -276,8 +278,11 @@ struct uring_getevents_arg {
 #define KERNEL_MIN_PAYLOAD 8192
 #define KERNEL_DEFAULT_MAX_PAGES 32
 
-/* user_data of the stop eventfd's poll; entries are their index. */
+/* user_data of the stop eventfd's poll and of the queue's wake
+ * eventfd's (held entries answered); entries are their index.
+ */
 #define STOP_TAG UINT64_MAX
+#define WAKE_TAG (UINT64_MAX - 1)
 
 struct uring_ent {
   struct uring_queue *q;
@@ -286,6 +291,8 @@ struct uring_ent {
   struct iovec iov[2];        /* REGISTER's {header, payload} */
   uint64_t unique;            /* the request being served */
   bool replied;
+  bool held;                  /* answered by another thread (uring_hold) */
+  struct uring_ent *next_done;  /* in q->done, answered, to commit */
 };
 
 struct uring_queue {
@@ -303,12 +310,24 @@ struct uring_queue {
   pthread_t thread;
   bool started;
   bool said_serving;
+  /* Held entries answered by another thread, for this ring's thread to
+   * commit: it alone may submit to its ring.  wake_fd (an eventfd it
+   * polls) says there are some.
+   */
+  pthread_mutex_t done_lock;
+  struct uring_ent *done;
+  int wake_fd;
 };
 
 struct uring {
   struct fuse_session *se;
   enum uring_mode mode;
   bool debug;                       /* -D zram.control=1 */
+  void (*on_failure) (void *arg);   /* see struct uring_opts */
+  void *failure_arg;
+  atomic_bool failed;               /* on_failure called */
+  unsigned fail_after;              /* -D zram.ring_fail= */
+  atomic_bool fail_injected;
   int fuse_fd;
   int stop_fd;                      /* eventfd: every queue thread exits */
   /* The INIT handshake: set by the classic worker that reads the INIT
@@ -344,18 +363,20 @@ uring_unusable (void)
 }
 
 struct uring *
-uring_new (struct fuse_session *se, enum uring_mode mode, unsigned threads,
-           bool debug)
+uring_new (struct fuse_session *se, const struct uring_opts *opts)
 {
   struct uring *u = calloc (1, sizeof *u);
 
   if (!u)
     return NULL;
   u->se = se;
-  u->mode = mode;
-  u->debug = debug;
-  u->threads = threads >= 1 && threads <= URING_THREADS_MAX
-    ? threads : URING_THREADS_DEFAULT;
+  u->mode = opts->mode;
+  u->debug = opts->debug;
+  u->on_failure = opts->on_failure;
+  u->failure_arg = opts->arg;
+  u->fail_after = opts->fail_after;
+  u->threads = opts->threads >= 1 && opts->threads <= URING_THREADS_MAX
+    ? opts->threads : URING_THREADS_DEFAULT;
   u->fuse_fd = fuse_session_fd (se);
   u->stop_fd = -1;
   return u;
@@ -367,6 +388,50 @@ uring_reply_buffer (struct uring *u, size_t size)
   struct uring_ent *e = cur_ent;
 
   return u && e && e->q->u == u && size <= u->payload ? e->payload : NULL;
+}
+
+struct uring_ent *
+uring_hold (struct uring *u)
+{
+  struct uring_ent *e = cur_ent;
+
+  if (!u || !e || e->q->u != u)
+    return NULL;
+  e->held = true;
+  return e;
+}
+
+void
+uring_held_begin (struct uring_ent *e)
+{
+  if (e)
+    cur_ent = e;
+}
+
+static void ring_reply_err (struct uring_ent *e, int err);
+
+void
+uring_held_end (struct uring_ent *e)
+{
+  struct uring_queue *q;
+  uint64_t one = 1;
+
+  if (!e)
+    return;
+  cur_ent = NULL;
+  if (!e->replied) {
+    nbdkit_error ("control: FUSE over io_uring: a held request was not "
+                  "answered: answering EIO");
+    ring_reply_err (e, EIO);
+  }
+  q = e->q;
+  pthread_mutex_lock (&q->done_lock);
+  e->next_done = q->done;
+  q->done = e;
+  pthread_mutex_unlock (&q->done_lock);
+  /* Only fails if the counter would overflow, when a wake is pending. */
+  if (write (q->wake_fd, &one, sizeof one) != sizeof one)
+    nbdkit_debug ("control: FUSE over io_uring: eventfd write: %m");
 }
 
 bool
@@ -595,7 +660,8 @@ serve (struct uring_queue *q, struct uring_ent *e)
   cur_ent = e;
   fuse_session_process_buf (u->se, &fb);
   cur_ent = NULL;
-  if (!e->replied) {
+  /* held first: a held entry's replied is the replying thread's. */
+  if (!e->held && !e->replied) {
     nbdkit_error ("control: FUSE over io_uring: opcode %" PRIu32
                   " was not answered before its handler returned: "
                   "answering EIO", in.opcode);
@@ -622,6 +688,18 @@ ring_wait (struct uring_queue *q, bool pair)
   unsigned tail;
   int r;
 
+  /* The test hook: the system call, on no ring, fails as a broken ring's
+   * would, and the commits queued stay unsent.
+   */
+  if (q->u->fail_after &&
+      atomic_load (&q->u->requests) >= q->u->fail_after &&
+      !atomic_exchange (&q->u->fail_injected, true)) {
+    nbdkit_debug ("control: FUSE over io_uring: queue %u (ring %u): "
+                  "failing io_uring_enter (-D zram.ring_fail)", q->qid,
+                  q->idx);
+    syscall (__NR_io_uring_enter, -1, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+    return -errno;
+  }
   if (!pair || !q->min_wait_ok)
     return io_uring_submit_and_wait (&q->ring, 1);
   tail = sq->sqe_tail;
@@ -645,6 +723,53 @@ is_teardown (int err)
          err == ENODEV;
 }
 
+/* A ring failed once serving: its entries may hold requests nobody will
+ * answer, and new ones may still be routed to them, so that CPU's I/O
+ * would wait forever.  Say so, and have the connection ended (once).
+ */
+static void
+ring_failed (struct uring_queue *q, const char *why)
+{
+  struct uring *u = q->u;
+
+  nbdkit_error ("control: FUSE over io_uring: queue %u (ring %u) failed "
+                "(%s): ending the connection, so that clients get errors "
+                "instead of waiting forever", q->qid, q->idx, why);
+  if (!atomic_exchange (&u->failed, true) && u->on_failure)
+    u->on_failure (u->failure_arg);
+}
+
+/* Arms the poll of the queue's wake eventfd. */
+static void
+arm_wake (struct uring_queue *q)
+{
+  struct io_uring_sqe *sqe = get_sqe (&q->ring);
+
+  io_uring_prep_poll_add (sqe, q->wake_fd, POLLIN);
+  sqe->user_data = WAKE_TAG;
+}
+
+/* Queues the commits of held entries answered since the last wake. */
+static void
+commit_done (struct uring_queue *q)
+{
+  struct uring_ent *e, *next;
+  uint64_t v;
+
+  /* Read first: an entry added after this read writes the eventfd again. */
+  if (read (q->wake_fd, &v, sizeof v) == -1 && errno != EAGAIN)
+    nbdkit_debug ("control: FUSE over io_uring: eventfd read: %m");
+  pthread_mutex_lock (&q->done_lock);
+  e = q->done;
+  q->done = NULL;
+  pthread_mutex_unlock (&q->done_lock);
+  for (; e; e = next) {
+    next = e->next_done;
+    e->held = false;
+    prep_cmd (q, get_sqe (&q->ring), FUSE_IO_URING_CMD_COMMIT_AND_FETCH, e);
+  }
+}
+
 static void *
 queue_thread (void *arg)
 {
@@ -653,7 +778,9 @@ queue_thread (void *arg)
   struct io_uring_sqe *sqe;
   struct io_uring_cqe *cqe;
   unsigned live = q->nr_ents, i, head, n, writes;
-  bool stop = false, said = false, pair = false;
+  bool stop = false, said = false, pair = false, wake;
+  const char *failure = NULL;
+  char why[128];
   int r;
 
   {
@@ -681,6 +808,7 @@ queue_thread (void *arg)
   sqe = get_sqe (&q->ring);
   io_uring_prep_poll_add (sqe, u->stop_fd, POLLIN);
   sqe->user_data = STOP_TAG;
+  arm_wake (q);
   r = io_uring_submit (&q->ring);
   if (r < 0) {
     uring_fail (u, "queue %u: io_uring_submit: %s", q->qid, strerror (-r));
@@ -691,14 +819,15 @@ queue_thread (void *arg)
     nbdkit_debug ("control: FUSE over io_uring: queue %u: %u entries "
                   "of %zu KiB", q->qid, q->nr_ents, u->payload >> 10);
 
-  while (!stop && live > 0) {
+  while (!stop && live > 0 && !failure) {
     r = ring_wait (q, pair);
     if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-      nbdkit_error ("control: FUSE over io_uring: queue %u: "
-                    "io_uring_enter: %s", q->qid, strerror (-r));
+      snprintf (why, sizeof why, "io_uring_enter: %s", strerror (-r));
+      failure = why;
       break;
     }
     n = writes = 0;
+    wake = false;
     io_uring_for_each_cqe (&q->ring, head, cqe) {
       struct uring_ent *e;
 
@@ -707,34 +836,53 @@ queue_thread (void *arg)
         stop = true;
         continue;
       }
+      if (cqe->user_data == WAKE_TAG) {
+        wake = cqe->res >= 0;
+        continue;
+      }
       e = &q->ents[cqe->user_data];
       if (cqe->res < 0) {
-        /* The entry is gone: torn down with the connection, or refused
-         * (a REGISTER's error has already sent the kernel back to
-         * /dev/fuse).
+        /* The entry is gone: torn down with the connection, or refused.
+         * A REGISTER's error has already sent the kernel back to
+         * /dev/fuse; a commit's leaves a request unanswered.
          */
         live--;
-        if (!is_teardown (-cqe->res) && !said) {
-          said = true;
-          uring_fail (u, "queue %u: %s: %s", q->qid,
-                      e->unique ? "COMMIT_AND_FETCH" : "REGISTER",
-                      strerror (-cqe->res));
+        if (is_teardown (-cqe->res))
+          continue;
+        if (e->unique == 0) {
+          if (!said) {
+            said = true;
+            uring_fail (u, "queue %u: REGISTER: %s", q->qid,
+                        strerror (-cqe->res));
+          }
+          continue;
         }
+        snprintf (why, sizeof why, "COMMIT_AND_FETCH: %s",
+                  strerror (-cqe->res));
+        failure = why;
         continue;
       }
       if (serve (q, e) == FUSE_WRITE)
         writes++;
-      prep_cmd (q, get_sqe (&q->ring), FUSE_IO_URING_CMD_COMMIT_AND_FETCH,
-                e);
+      if (!e->held)
+        prep_cmd (q, get_sqe (&q->ring),
+                  FUSE_IO_URING_CMD_COMMIT_AND_FETCH, e);
     }
     io_uring_cq_advance (&q->ring, n);
+    if (wake) {
+      commit_done (q);
+      arm_wake (q);
+    }
     pair = n >= 2 && writes > 0;
   }
+  if (failure && !stop)
+    ring_failed (q, failure);
   /* Answers still queued go to the kernel before the ring closes. */
   io_uring_submit (&q->ring);
   if (u->debug)
     nbdkit_debug ("control: FUSE over io_uring: queue %u ends (%s)",
-                  q->qid, stop ? "stopped" : "connection ended");
+                  q->qid, stop ? "stopped" : failure ? "failed"
+                                                     : "connection ended");
   return NULL;
 }
 
@@ -751,6 +899,10 @@ queues_free (struct uring *u)
       io_uring_queue_exit (&q->ring);
     if (q->area)
       munmap (q->area, q->area_size);
+    if (q->wake_fd >= 0) {
+      close (q->wake_fd);
+      pthread_mutex_destroy (&q->done_lock);
+    }
   }
   free (u->queues);
   u->queues = NULL;
@@ -777,11 +929,11 @@ ring_create (struct uring_queue *q)
   size_t i;
   int r = -EINVAL;
 
-  /* Room for every entry's command and the stop poll, twice over. */
+  /* Room for every entry's command and the two polls, twice over. */
   for (i = 0; i < sizeof flag_sets / sizeof flag_sets[0]; i++) {
     struct io_uring_params p = { .flags = flag_sets[i] };
 
-    r = io_uring_queue_init_params (2 * (q->nr_ents + 1), &q->ring, &p);
+    r = io_uring_queue_init_params (2 * (q->nr_ents + 2), &q->ring, &p);
     if (r == 0) {
       q->ring_ok = true;
       q->need_enable = flag_sets[i] & IORING_SETUP_R_DISABLED;
@@ -815,6 +967,15 @@ queues_prepare (struct uring *u)
     uring_fail (u, "calloc: %s", strerror (errno));
     return -1;
   }
+  for (i = 0; i < u->nr_rings; i++) {
+    struct uring_queue *q = &u->queues[i];
+
+    q->u = u;
+    q->qid = i % u->nr_queues;
+    q->idx = i;
+    q->nr_ents = URING_QUEUE_DEPTH / u->threads;
+    q->wake_fd = -1;
+  }
   u->stop_fd = eventfd (0, EFD_CLOEXEC);
   if (u->stop_fd == -1) {
     uring_fail (u, "eventfd: %s", strerror (errno));
@@ -823,10 +984,12 @@ queues_prepare (struct uring *u)
   for (i = 0; i < u->nr_rings; i++) {
     struct uring_queue *q = &u->queues[i];
 
-    q->u = u;
-    q->qid = i % u->nr_queues;
-    q->idx = i;
-    q->nr_ents = URING_QUEUE_DEPTH / u->threads;
+    q->wake_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (q->wake_fd == -1) {
+      uring_fail (u, "eventfd: %s", strerror (errno));
+      goto err;
+    }
+    pthread_mutex_init (&q->done_lock, NULL);
     r = ring_create (q);
     if (r < 0) {
       uring_fail (u, "io_uring_queue_init: %s", strerror (-r));

@@ -60,8 +60,25 @@ int uring_kernel_enabled (void);
  * else is URING_THREADS_DEFAULT).  debug: say when each ring starts and
  * stops serving.  NULL on ENOMEM.
  */
-struct uring *uring_new (struct fuse_session *se, enum uring_mode mode,
-                         unsigned threads, bool debug);
+struct uring_opts {
+  enum uring_mode mode;
+  unsigned threads;
+  bool debug;
+  /* A ring that fails once serving (its io_uring_enter, a ring thread,
+   * an entry's command) leaves requests in entries nobody will answer,
+   * and its CPU's I/O would hang: the transport logs it and calls this,
+   * which must end the connection (clients then get errors).
+   */
+  void (*on_failure) (void *arg);
+  void *arg;
+  /* Test hook (-D zram.ring_fail=N): after N requests a ring's next
+   * io_uring_enter fails, as a broken ring's would.  0: never.
+   */
+  unsigned fail_after;
+};
+
+struct uring *uring_new (struct fuse_session *se,
+                         const struct uring_opts *opts);
 
 /* The session's custom I/O (control.c's fuse_custom_io calls these). */
 ssize_t uring_io_read (struct uring *u, int fd, void *buf, size_t len);
@@ -77,6 +94,21 @@ ssize_t uring_io_writev (struct uring *u, int fd, struct iovec *iov,
  */
 void *uring_reply_buffer (struct uring *u, size_t size);
 
+/* A reply from another thread.  A handler that hands its request to
+ * another thread (the admin worker) calls uring_hold before returning
+ * without a reply; the ring entry then stays out of the ring, and its
+ * thread goes on serving the others.  The thread that replies brackets
+ * its fuse_reply_* with uring_held_begin and uring_held_end, which hands
+ * the entry back to its ring thread to commit (EIO if nothing was
+ * replied).  uring_hold returns NULL where the request did not come
+ * through a ring of u's: then a reply from any thread goes to /dev/fuse as
+ * it is, and the brackets do nothing with NULL.
+ */
+struct uring_ent;
+struct uring_ent *uring_hold (struct uring *u);
+void uring_held_begin (struct uring_ent *e);
+void uring_held_end (struct uring_ent *e);
+
 /* True between the FUSE_INIT request that offered io_uring and its reply:
  * the init handler then limits max_write to the ring's payload size.
  */
@@ -86,8 +118,8 @@ bool uring_offered (struct uring *u);
 uint64_t uring_requests (struct uring *u);
 
 /* Stops and joins the ring threads (call it once the connection is
- * aborted, so that they are not serving anything) and frees u.  NULL is
- * fine.
+ * aborted, so that they are not serving anything, and once no held entry
+ * is still to be answered) and frees u.  NULL is fine.
  */
 void uring_free (struct uring *u);
 
