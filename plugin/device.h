@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "zsmalloc.h"
+#include "backing.h"
 #include "comp.h"
 #include "engine.h"
 #include "slot.h"
@@ -47,6 +48,14 @@ struct zram {
   uint64_t max_used_pages;              /* atomic */
   uint64_t clients;                     /* atomic */
 
+  /* Set under init_lock held for writing while uninitialised (backing_dev)
+   * or by reset; read freely by the I/O path and by writeback.
+   */
+  struct backing *backing;              /* NULL: none */
+  uint64_t wb_limit;                    /* atomic: 4 KiB blocks */
+  bool wb_limit_enable;                 /* atomic */
+  bool wb_running;                      /* atomic: a writeback runs */
+
   struct counters stats;
 };
 
@@ -55,5 +64,24 @@ zram_has_table (const struct zram *zram)
 {
   return zram->table.slots != NULL;
 }
+
+/* The I/O path's slot operations, shared with writeback (io.c). */
+struct slot_val {
+  uint64_t handle;      /* handle, word with SLOT_SAME, block with SLOT_WB */
+  uint32_t size;
+  uint32_t flags;       /* SLOT_SAME, SLOT_HUGE, SLOT_WB or 0 */
+};
+
+/* Under the slot lock: bytes [off, off+n) of the block into dst.  -EIO
+ * for data that does not decompress to exactly one page, or a failed
+ * backing read.
+ */
+int slot_read_locked (struct zram *zram, struct zram_slot *s,
+                      unsigned char *dst, uint32_t off, uint32_t n);
+/* Under the slot lock: puts val into the slot, what was there into *old. */
+void slot_swap (struct zram *zram, struct zram_slot *s,
+                const struct slot_val *val, struct slot_val *old);
+/* After unlocking: frees what slot_swap took out; true if anything. */
+bool release_old (struct zram *zram, const struct slot_val *old);
 
 #endif /* UZRAM_DEVICE_H */

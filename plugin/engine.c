@@ -3,8 +3,9 @@
  * and its locking, slot.h for the slot table, io.c for the I/O path and
  * stats.h for the counters.
  *
- * Still to do: writeback of idle pages to a backing device (the IDLE flag
- * is kept for it), and recompression.
+ * Writeback, idle marking and block_state are writeback.c's.
+ *
+ * Still to do: recompression.
  */
 #include <config.h>
 
@@ -66,6 +67,9 @@ teardown (struct zram *zram)
   zram->pool = NULL;
   counters_zero (&zram->stats);
   __atomic_store_n (&zram->max_used_pages, 0, __ATOMIC_RELAXED);
+  /* As zram's reset_bdev: reset lets go of the backing device. */
+  backing_close (zram->backing);
+  zram->backing = NULL;
 }
 
 void
@@ -246,35 +250,6 @@ zram_compact (struct zram *zram)
   if (zram->pool)
     STAT_ADD (&zram->stats, pages_compacted, zs_compact (zram->pool));
   pthread_rwlock_unlock (&zram->init_lock);
-}
-
-int
-zram_mark_idle_all (struct zram *zram)
-{
-  uint64_t i;
-  int r = 0;
-
-  pthread_rwlock_rdlock (&zram->init_lock);
-  if (!zram_has_table (zram))
-    r = -EINVAL;
-  else {
-    for (i = 0; i < zram->table.nr_slots; i++) {
-      struct zram_slot *s = &zram->table.slots[i];
-
-      if (!table_page_touched (&zram->table, i)) {
-        i = next_table_page (i) - 1;
-        continue;
-      }
-      if (slot_empty_unlocked (s))
-        continue;
-      slot_lock (s);
-      if ((slot_flags (s) & SLOT_SAME) || s->handle)
-        slot_update_flags (s, 0, SLOT_IDLE);
-      slot_unlock (s);
-    }
-  }
-  pthread_rwlock_unlock (&zram->init_lock);
-  return r;
 }
 
 int

@@ -16,11 +16,16 @@
  *                 nothing is allocated
  *   stored        `handle` is a zsmalloc handle of `size` bytes: compressed
  *                 data, or with SLOT_HUGE the raw page
+ *   written back  SLOT_WB: `handle` is the index of the block on the
+ *                 backing device holding the raw page (never 0, see
+ *                 backing.h), `size` is 0
  *
  * and, beside the state, SLOT_IDLE (not accessed since the last
- * zram_mark_idle_all) and the two lock bits.  New states (written back,
- * recompressed, incompressible) take the free bits after SLOT_IDLE, and
- * SLOT_STATE_BITS, which every change of state clears, grows with them.
+ * zram_mark_idle), SLOT_INCOMPRESSIBLE (zram's ZRAM_INCOMPRESSIBLE: no
+ * algorithm made the page smaller; recompression sets it, writeback's
+ * `incompressible` type reads it) and the two lock bits.  New states
+ * (recompressed) take the free bits after those, and SLOT_STATE_BITS, which
+ * every change of state clears, grows with them.
  *
  * The table is one private anonymous mapping with MAP_NORESERVE: the kernel
  * backs a 4 KiB page of it (256 slots, 1 MiB of disk) only when a slot in it
@@ -63,20 +68,37 @@ _Static_assert (sizeof (struct zram_slot) == 16, "a slot is 16 bytes");
 #define SLOT_WAITERS (1u << 1)   /* a thread may sleep on the lock */
 #define SLOT_SAME    (1u << 2)   /* same-filled: handle is the word */
 #define SLOT_HUGE    (1u << 3)   /* stored raw, size is 4096 */
-#define SLOT_IDLE    (1u << 4)   /* not accessed since zram_mark_idle_all */
+#define SLOT_IDLE    (1u << 4)   /* not accessed since zram_mark_idle */
+#define SLOT_WB      (1u << 5)   /* written back: handle is a backing block */
+/* Owned by recompression (branch recomp), defined here with zram's name
+ * for writeback's `incompressible` type until that lands.
+ */
+#define SLOT_INCOMPRESSIBLE (1u << 6)
 #define SLOT_LOCK_BITS  (SLOT_LOCKED | SLOT_WAITERS)
 /* What says how the slot's contents are kept: a slot's value carries these
  * (struct slot_val), and storing a new value replaces them.
  */
-#define SLOT_STATE_BITS (SLOT_SAME | SLOT_HUGE)
+#define SLOT_STATE_BITS (SLOT_SAME | SLOT_HUGE | SLOT_WB | SLOT_INCOMPRESSIBLE)
 
 /* Slots per 4 KiB page of the table: the unit the kernel backs with
  * memory, and the unit of the touched bitmap.
  */
 #define SLOTS_PER_TABLE_PAGE (4096 / sizeof (struct zram_slot))
 
+/* Last access times, one 32-bit count of CLOCK_BOOTTIME seconds per slot
+ * (zram's ac_time, CONFIG_ZRAM_TRACK_ENTRY_ACTIME), in an array beside the
+ * table rather than in the entry: 4 bytes a slot instead of growing the
+ * 16-byte entry, mapped lazily like the table so untouched megabytes cost
+ * nothing.  Seconds are all that `idle SECONDS` needs; a 32-bit count of
+ * them lasts 136 years of uptime.  0: never accessed, or freed (zram
+ * zeroes ac_time when it frees a slot).  Written under the slot lock, read
+ * with relaxed atomics.
+ */
+typedef uint32_t slot_time;
+
 struct slot_table {
   struct zram_slot *slots;              /* NULL: no table */
+  slot_time *atime;                     /* nr_slots of them */
   uint64_t *touched;                    /* bit per table page; atomic */
   size_t touched_bytes;
   uint64_t nr_slots;
@@ -183,6 +205,23 @@ table_slot_hole_unlocked (const struct slot_table *t, uint64_t index)
 {
   return !table_page_touched (t, index) ||
     slot_hole_unlocked (&t->slots[index]);
+}
+
+/* Seconds since boot (CLOCK_BOOTTIME, as zram's ktime_get_boottime), at
+ * least 1 so that 0 keeps meaning "never".
+ */
+slot_time slot_now (void);
+
+static inline void
+slot_touch (struct slot_table *t, uint64_t index, slot_time now)
+{
+  __atomic_store_n (&t->atime[index], now, __ATOMIC_RELAXED);
+}
+
+static inline slot_time
+slot_atime (const struct slot_table *t, uint64_t index)
+{
+  return __atomic_load_n (&t->atime[index], __ATOMIC_RELAXED);
 }
 
 #endif /* UZRAM_SLOT_H */
