@@ -21,7 +21,10 @@ backing_open (const char *path, int *err)
   uint64_t bytes;
   int fd;
 
-  fd = open (path, O_RDWR | O_DIRECT | O_CLOEXEC | O_LARGEFILE);
+  /* O_DIRECT after the type check: what is not a file or a block device
+   * is ENOTBLK, as in zram, whatever O_DIRECT would make of it.
+   */
+  fd = open (path, O_RDWR | O_CLOEXEC | O_LARGEFILE);
   if (fd < 0) {
     *err = -errno;
     return NULL;
@@ -39,6 +42,8 @@ backing_open (const char *path, int *err)
     close (fd);
     return NULL;
   }
+  if (fcntl (fd, F_SETFL, O_DIRECT) < 0)
+    goto fail_errno;
   if ((bytes >> ZRAM_BLOCK_SHIFT) < 2) {
     *err = -EINVAL;
     close (fd);
