@@ -14,6 +14,9 @@ declare -A modes=(
     [classes]=-r--r--r--
     [reset]=--w------- [compact]=--w------- [mem_limit]=--w-------
     [mem_used_max]=--w------- [idle]=--w------- [algorithm_params]=--w-------
+    [backing_dev]=-rw-r--r-- [writeback]=--w------- [bd_stat]=-r--r--r--
+    [writeback_limit]=-rw-r--r-- [writeback_limit_enable]=-rw-r--r--
+    [block_state]=-r--r--r--
     [disk]=-rw-------
 )
 me=$(id -un)
