@@ -641,6 +641,66 @@ bd_stat_show (struct zram *zram, char *buf, size_t len)
                    (unsigned long long) s.bd_writes);
 }
 
+/* --- The writeback policy, beyond zram (policy.c) --- */
+
+static ssize_t
+writeback_policy_show (struct zram *zram, char *buf, size_t len)
+{
+  return snprintf (buf, len, "writeback_idle=%" PRIu64 " near_limit=%d\n",
+                   zram_wb_idle (zram), zram_wb_near_limit (zram) ? 1 : 0);
+}
+
+/* Space-separated writeback_idle=SECONDS (0: off) and near_limit=BOOL,
+ * all checked before anything changes; at any time.
+ */
+static ssize_t
+writeback_policy_store (struct zram *zram, const char *buf, size_t len)
+{
+  char args[ZRAM_ATTR_MAX_WRITE + 1], *save, *tok;
+  uint64_t secs = zram_wb_idle (zram);
+  bool near = zram_wb_near_limit (zram);
+
+  if (len >= sizeof args || memchr (buf, '\0', len))
+    return -EINVAL;
+  memcpy (args, buf, len);
+  args[len] = '\0';
+  tok = strtok_r (args, " \t\n", &save);
+  if (tok == NULL)
+    return -EINVAL;
+  for (; tok; tok = strtok_r (NULL, " \t\n", &save)) {
+    char *val = strchr (tok, '=');
+
+    if (val == NULL)
+      return -EINVAL;
+    *val++ = '\0';
+    if (strcmp (tok, "writeback_idle") == 0) {
+      if (parse_ull (val, strlen (val), 10, &secs) < 0)
+        return -EINVAL;
+    }
+    else if (strcmp (tok, "near_limit") == 0) {
+      if (zram_parse_bool (val, &near) < 0)
+        return -EINVAL;
+    }
+    else
+      return -EINVAL;
+  }
+  zram_set_wb_idle (zram, secs);
+  zram_set_wb_near_limit (zram, near);
+  return len;
+}
+
+static ssize_t
+policy_stat_show (struct zram *zram, char *buf, size_t len)
+{
+  struct zram_stats s;
+
+  /* What the policy wrote back: for writeback_idle, and near mem_limit. */
+  zram_get_stats (zram, &s);
+  return snprintf (buf, len, "%8llu %8llu\n",
+                   (unsigned long long) s.policy_idle_writes,
+                   (unsigned long long) s.policy_limit_writes);
+}
+
 struct block_state_buf {
   char *buf;
   size_t len, at;
@@ -708,6 +768,8 @@ const struct zram_attr zram_attrs[] = {
     writeback_limit_enable_store },
   { "bd_stat",        0444, bd_stat_show,        NULL },
   { "block_state",    0444, block_state_show,    NULL },
+  { "writeback_policy", 0644, writeback_policy_show, writeback_policy_store },
+  { "policy_stat",    0444, policy_stat_show,    NULL },
 };
 const size_t zram_nr_attrs = sizeof zram_attrs / sizeof zram_attrs[0];
 

@@ -56,6 +56,12 @@ struct zram {
   bool wb_limit_enable;                 /* atomic */
   bool wb_running;                      /* atomic: a writeback runs */
 
+  /* The writeback policy (policy.c); kept across reset. */
+  uint64_t policy_idle_secs;            /* atomic; 0: off */
+  bool policy_near_limit;               /* atomic */
+  uint64_t policy_cursor;               /* atomic: where reclaim goes on */
+  struct policy_thread *policy;         /* NULL: not running */
+
   struct counters stats;
 };
 
@@ -83,5 +89,23 @@ void slot_swap (struct zram *zram, struct zram_slot *s,
                 const struct slot_val *val, struct slot_val *old);
 /* After unlocking: frees what slot_swap took out; true if anything. */
 bool release_old (struct zram *zram, const struct slot_val *old);
+
+/* Writeback of one slot (writeback.c), for writeback and the policy:
+ * with cutoff (not 0), only a slot last accessed before it; with trylock,
+ * skipping a slot whose lock is held.  Returns one of WB_*, or stops
+ * writeback with -EIO (the writeback limit is used up) or -ENOSPC (the
+ * backing device is full).  Under init_lock or as a client, with a backing
+ * device.
+ */
+enum { WB_SKIPPED, WB_WRITTEN, WB_FAILED };
+int writeback_slot (struct zram *zram, uint64_t index, unsigned mode,
+                    slot_time cutoff, bool trylock);
+bool wb_limit_left (struct zram *zram);
+
+/* A write over mem_limit (io.c), as a client, holding at most one slot
+ * lock: with the policy's near_limit on, writes back idle then huge
+ * blocks and compacts.  True if memory was freed: try again.
+ */
+bool policy_reclaim (struct zram *zram);
 
 #endif /* UZRAM_DEVICE_H */

@@ -77,6 +77,7 @@ zram_destroy (struct zram *zram)
 {
   if (zram == NULL)
     return;
+  zram_policy_stop (zram);
   teardown (zram);
   pthread_rwlock_destroy (&zram->init_lock);
   counters_destroy (&zram->stats);

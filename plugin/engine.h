@@ -63,6 +63,8 @@
   X (bd_writes,        "blocks written back to the backing device")         \
   X (bd_read_errors,   "reads of the backing device that failed (EIO)")     \
   X (bd_write_errors,  "writebacks that failed on the backing device")      \
+  X (policy_idle_writes, "blocks the policy wrote back for writeback_idle") \
+  X (policy_limit_writes, "blocks the policy wrote back near mem_limit")    \
   X (flush_ticks_ns,   "time spent on flushes, ns")                         \
   X (io_ticks_ns,      "time with at least one request in flight, ns")      \
   X (time_in_queue_ns, "sum of all requests' times, ns")
@@ -196,6 +198,24 @@ void zram_set_wb_limit (struct zram *zram, uint64_t blocks);
 uint64_t zram_wb_limit (struct zram *zram);
 void zram_set_wb_limit_enable (struct zram *zram, bool on);
 bool zram_wb_limit_enable (struct zram *zram);
+
+/* --- The writeback policy, beyond zram (policy.c) --- */
+
+/* writeback_idle: blocks not accessed for secs seconds are written back by
+ * the policy's thread; 0 (the default) turns it off.
+ */
+void zram_set_wb_idle (struct zram *zram, uint64_t secs);
+uint64_t zram_wb_idle (struct zram *zram);
+/* near_limit: make room by writeback instead of failing writes over
+ * mem_limit with ENOSPC.  Off by default.
+ */
+void zram_set_wb_near_limit (struct zram *zram, bool on);
+bool zram_wb_near_limit (struct zram *zram);
+/* The policy's thread: start it after any fork (nbdkit's .after_fork),
+ * stop it before zram_destroy (which stops it too).  -errno.
+ */
+int zram_policy_start (struct zram *zram);
+void zram_policy_stop (struct zram *zram);
 
 /* block_state: fn for each allocated slot in order, with its last access
  * time (CLOCK_BOOTTIME seconds, 0 if none since it was stored) and its

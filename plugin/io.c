@@ -13,6 +13,12 @@
 
 #include "device.h"
 
+/* How many times a write over mem_limit lets the policy make room before
+ * it fails with ENOSPC: each try writes back a batch, and other writers
+ * may take the room first.
+ */
+#define POLICY_RETRIES 4
+
 /* Checks a request's range; out of range or uninitialised is invalid_io. */
 static int
 check_range (struct zram *zram, uint32_t count, uint64_t offset)
@@ -96,6 +102,7 @@ prepare_page (struct zram *zram, const unsigned char *page,
   size_t len;
   unsigned long handle;
   uint64_t pages, limit;
+  unsigned tries;
   void *dst;
   int r;
 
@@ -117,16 +124,22 @@ prepare_page (struct zram *zram, const unsigned char *page,
     val->flags = SLOT_HUGE;
   }
 
-  handle = zs_malloc (zram->pool, len);
-  if (handle == 0)
-    return -ENOMEM;
-  /* As zram: the peak counts even an allocation the limit then refuses. */
-  pages = zs_get_total_pages (zram->pool);
-  update_used_max (zram, pages);
-  limit = __atomic_load_n (&zram->limit_pages, __ATOMIC_RELAXED);
-  if (limit && pages > limit) {
+  for (tries = 0; ; tries++) {
+    handle = zs_malloc (zram->pool, len);
+    if (handle == 0)
+      return -ENOMEM;
+    /* As zram: the peak counts even an allocation the limit then
+     * refuses.
+     */
+    pages = zs_get_total_pages (zram->pool);
+    update_used_max (zram, pages);
+    limit = __atomic_load_n (&zram->limit_pages, __ATOMIC_RELAXED);
+    if (!limit || pages <= limit)
+      break;
     zs_free (zram->pool, handle);
-    return -ENOSPC;
+    /* Beyond zram: the policy may make room on the backing device. */
+    if (tries >= POLICY_RETRIES || !policy_reclaim (zram))
+      return -ENOSPC;
   }
 
   dst = zs_map_object (zram->pool, handle, ZS_MM_WO);

@@ -61,6 +61,18 @@ slot_lock (struct zram_slot *s)
   }
 }
 
+bool
+slot_trylock (struct zram_slot *s)
+{
+  uint32_t f = __atomic_load_n (&s->flags, __ATOMIC_RELAXED);
+
+  while (!(f & SLOT_LOCKED))
+    if (__atomic_compare_exchange_n (&s->flags, &f, f | SLOT_LOCKED, true,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+      return true;
+  return false;
+}
+
 void
 slot_unlock (struct zram_slot *s)
 {

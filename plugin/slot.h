@@ -110,6 +110,8 @@ int slot_table_create (struct slot_table *t, uint64_t nr_slots);
 void slot_table_destroy (struct slot_table *t);
 
 void slot_lock (struct zram_slot *s);
+/* The lock if it is free, without waiting: true if taken. */
+bool slot_trylock (struct zram_slot *s);
 void slot_unlock (struct zram_slot *s);
 
 static inline uint32_t

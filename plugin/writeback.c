@@ -17,8 +17,7 @@
  * idle marking, so reset waits for it; wb_running keeps two of them from
  * running at once (zram's pp_in_progress: EAGAIN).
  *
- * Still to do: a background policy (writeback of blocks idle for a given
- * age, and near mem_limit) that runs without a user's job.
+ * The policy that runs writeback by itself is policy.c's.
  */
 #include <config.h>
 
@@ -108,6 +107,13 @@ wb_limit_charge (struct zram *zram)
     ;
 }
 
+/* True if writeback may write one more block: see wb_limit_allows. */
+bool
+wb_limit_left (struct zram *zram)
+{
+  return wb_limit_allows (zram);
+}
+
 /* Under init_lock (read). */
 static int
 check_locked (struct zram *zram)
@@ -148,14 +154,13 @@ wb_wants (uint32_t f, uint64_t handle, unsigned mode)
   return true;
 }
 
-/* What writeback_slot did, when it did not stop writeback (-EIO: the
- * limit is used up; -ENOSPC: the backing device is full).
+/* Writes back slot index if mode wants it and, with cutoff, it was last
+ * accessed before cutoff.  With trylock, a slot whose lock is held is
+ * skipped: the caller may hold a slot lock itself (policy.c).
  */
-enum { WB_SKIPPED, WB_WRITTEN, WB_FAILED };
-
-/* Writes back slot index if mode wants it. */
-static int
-writeback_slot (struct zram *zram, uint64_t index, unsigned mode)
+int
+writeback_slot (struct zram *zram, uint64_t index, unsigned mode,
+                slot_time cutoff, bool trylock)
 {
   unsigned char page[ZRAM_BLOCK_SIZE] __attribute__ ((aligned (4096)));
   struct zram_slot *s = &zram->table.slots[index];
@@ -165,8 +170,14 @@ writeback_slot (struct zram *zram, uint64_t index, unsigned mode)
 
   if (slot_empty_unlocked (s))
     return WB_SKIPPED;
-  slot_lock (s);
-  if (!wb_wants (slot_flags (s), s->handle, mode)) {
+  if (trylock) {
+    if (!slot_trylock (s))
+      return WB_SKIPPED;
+  }
+  else
+    slot_lock (s);
+  if (!wb_wants (slot_flags (s), s->handle, mode) ||
+      (cutoff && !(slot_atime (&zram->table, index) < cutoff))) {
     slot_unlock (s);
     return WB_SKIPPED;
   }
@@ -236,7 +247,7 @@ zram_writeback (struct zram *zram, const struct zram_wb_range *ranges,
         i = next_table_page (i) - 1;
         continue;
       }
-      r = writeback_slot (zram, i, ranges[k].mode);
+      r = writeback_slot (zram, i, ranges[k].mode, 0, false);
       if (r < 0)
         break;
       if (r == WB_WRITTEN)

@@ -452,6 +452,85 @@ test_io_errors (void)
   reset ();
 }
 
+/* --- The policy, beyond zram --- */
+
+static void
+test_policy (void)
+{
+  unsigned i;
+  int r = 0;
+
+  CHECK (strcmp (show ("writeback_policy"),
+                 "writeback_idle=0 near_limit=0\n") == 0);
+  STORE_ERR ("writeback_policy", "", EINVAL);
+  STORE_ERR ("writeback_policy", "writeback_idle=x", EINVAL);
+  STORE_ERR ("writeback_policy", "near_limit=maybe", EINVAL);
+  STORE_ERR ("writeback_policy", "near_limit=1 colour=blue", EINVAL);
+  CHECK (strcmp (show ("writeback_policy"),
+                 "writeback_idle=0 near_limit=0\n") == 0);
+
+  /* Off: a write past mem_limit is ENOSPC, as in zram. */
+  init ();
+  STORE_OK ("mem_limit", "400K");
+  for (i = 0; i < 150 && r == 0; i++) {
+    make_block (i, 2, i + 3000);
+    r = zram_write (z, shadow[i], BS, (uint64_t) i * BS);
+  }
+  CHECK_EQ (r, -ENOSPC);
+  make_block (i - 1, 0, 0);
+  CHECK_EQ (stats ().bd_count, 0);
+  reset ();
+
+  /* near_limit: the same writes all go in, by writeback of huge blocks
+   * (nothing is idle), and the data stays intact.
+   */
+  init ();
+  STORE_OK ("mem_limit", "400K");
+  STORE_OK ("writeback_policy", "near_limit=on\n");
+  for (i = 0; i < 150; i++)
+    write_block (i, 2, i + 3000);
+  CHECK (stats ().bd_count > 0);
+  CHECK_EQ (stats ().policy_limit_writes, stats ().bd_count);
+  CHECK (stats ().mem_used_total <= 400 * 1024);
+  check_all ();
+  /* writeback_limit bounds it: used up, writes fail again. */
+  STORE_OK ("writeback_limit", "0");
+  STORE_OK ("writeback_limit_enable", "1");
+  r = 0;
+  for (i = 150; i < 250 && r == 0; i++) {
+    make_block (i, 2, i + 3000);
+    r = zram_write (z, shadow[i], BS, (uint64_t) i * BS);
+  }
+  CHECK_EQ (r, -ENOSPC);
+  make_block (i - 1, 0, 0);
+  STORE_OK ("writeback_limit_enable", "0");
+  check_all ();
+  reset ();
+
+  /* writeback_idle: the thread writes back what has not been accessed
+   * for a second, and leaves what is read meanwhile.
+   */
+  init ();
+  for (i = 0; i < 20; i++)
+    write_block (i, 1, i + 4000);
+  STORE_OK ("writeback_policy", "writeback_idle=1 near_limit=0");
+  CHECK_EQ (zram_policy_start (z), 0);
+  for (i = 0; i < 50 && stats ().bd_count < 19; i++) {
+    static unsigned char buf[BS];
+
+    CHECK_EQ (zram_read (z, buf, BS, 0), 0);   /* block 0 stays hot */
+    usleep (100000);
+  }
+  zram_policy_stop (z);
+  CHECK_EQ (stats ().bd_count, 19);
+  CHECK_EQ (stats ().policy_idle_writes, 19);
+  CHECK (strcmp (block_flags (0, NULL), "......") == 0);
+  CHECK (strcmp (block_flags (1, NULL), ".w....") == 0);
+  check_all ();
+  STORE_OK ("writeback_policy", "writeback_idle=0");
+  reset ();
+}
+
 /* --- Races, for TSan --- */
 
 #define RACE_THREADS 3
@@ -459,6 +538,7 @@ test_io_errors (void)
 #define RACE_ROUNDS 3000
 
 static bool race_stop;
+static unsigned wb_passes;              /* atomic: race_wb's rounds */
 
 /* Each thread owns its blocks and keeps their expected contents, so it
  * checks every read while writeback moves them under it.
@@ -472,17 +552,30 @@ race_io (void *arg)
   unsigned k;
 
   CHECK (buf && want);
-  for (k = 0; k < RACE_ROUNDS; k++) {
+  /* At least RACE_ROUNDS, and on until writeback has gone round a few
+   * times among them.
+   */
+  for (k = 0; k < RACE_ROUNDS ||
+         __atomic_load_n (&wb_passes, __ATOMIC_RELAXED) < 20; k++) {
     unsigned j = xorshift64 (&st) % RACE_PER_THREAD;
     uint64_t off = (uint64_t) (first + j) * BS;
     unsigned char *w = want + (size_t) j * BS;
     int op = xorshift64 (&st) % 8;
 
     if (op < 3) {
-      fill_pattern (w, BS, xorshift64 (&st));
+      unsigned char *next = buf;
+      int r;
+
+      fill_pattern (next, BS, xorshift64 (&st));
       if (op == 0)              /* compressible, not huge */
-        memset (w + 64, 0, BS - 64);
-      CHECK_EQ (zram_write (z, w, BS, off), 0);
+        memset (next + 64, 0, BS - 64);
+      /* Over mem_limit with the backing file full the policy can't make
+       * room: ENOSPC, and the block keeps what it had.
+       */
+      r = zram_write (z, next, BS, off);
+      CHECK (r == 0 || r == -ENOSPC);
+      if (r == 0)
+        memcpy (w, next, BS);
     }
     else if (op == 3) {
       memset (w, 0, BS);
@@ -514,6 +607,7 @@ race_wb (void *arg)
     zram_compact (z);
     CHECK (show ("block_state") != NULL);
     CHECK (show ("bd_stat") != NULL);
+    __atomic_fetch_add (&wb_passes, 1, __ATOMIC_RELAXED);
   }
   return NULL;
 }
@@ -525,6 +619,10 @@ test_races (void)
   uintptr_t t;
 
   init ();
+  /* The policy's thread and its reclaim on the write path join in. */
+  STORE_OK ("mem_limit", "128K");
+  STORE_OK ("writeback_policy", "writeback_idle=1 near_limit=1");
+  CHECK_EQ (zram_policy_start (z), 0);
   CHECK (pthread_create (&wb, NULL, race_wb, NULL) == 0);
   for (t = 0; t < RACE_THREADS; t++)
     CHECK (pthread_create (&io[t], NULL, race_io, (void *) t) == 0);
@@ -532,9 +630,18 @@ test_races (void)
     CHECK (pthread_join (io[t], NULL) == 0);
   __atomic_store_n (&race_stop, true, __ATOMIC_RELAXED);
   CHECK (pthread_join (wb, NULL) == 0);
+  zram_policy_stop (z);
+  fprintf (stderr, "races: bd_writes %llu bd_reads %llu policy %llu %llu\n",
+           (unsigned long long) stats ().bd_writes,
+           (unsigned long long) stats ().bd_reads,
+           (unsigned long long) stats ().policy_idle_writes,
+           (unsigned long long) stats ().policy_limit_writes);
   /* Writeback really ran among the I/O. */
   CHECK (stats ().bd_writes > 0);
   CHECK (stats ().bd_reads > 0);
+  CHECK (stats ().policy_limit_writes > 0);
+  STORE_OK ("writeback_policy", "writeback_idle=0 near_limit=0");
+  STORE_OK ("mem_limit", "0");
   reset ();
 }
 
@@ -552,6 +659,7 @@ main (void)
   test_limit ();
   test_idle_age ();
   test_io_errors ();
+  test_policy ();
   test_races ();
   zram_destroy (z);
   unlink (backing);
