@@ -21,6 +21,7 @@ TEST_PKGS="
   fio qemu-utils nbd-client
   clang libclang-rt-14-dev valgrind
   gnuplot-nox perl
+  qemu-system-x86 busybox-static cpio xz-utils zstd kmod file
 "
 case "${1:-}" in
 --build) PKGS=$BUILD_PKGS ;;

@@ -4,6 +4,7 @@
 # diff -r identical.  Then the file system filled with zeroes until full:
 # same_pages rises and mem_used_total does not.  Then fstrim after the
 # files are deleted frees memory: notify_free rises, mem_used_total falls.
+# FS_TEST_TREE names the tree (default /usr/share/perl, 21 MiB).
 source "$top_srcdir/tests/functions.sh"
 via=$1
 need_tool mkfs.ext4 e2fsck fstrim diff losetup
@@ -11,7 +12,7 @@ export UZRAM_RUN=$tmpdir/run UZRAM_PLUGIN=$PLUGIN
 uzram=$top_srcdir/scripts/uzram
 name=fs-$via-$$
 mnt=$tmpdir/mnt
-tree=/usr/share/perl
+tree=${FS_TEST_TREE:-/usr/share/perl}
 cleanup_fn "timeout 120 $uzram down $name"
 dev=$(timeout 300 "$uzram" up --size 384M --via "$via" --name "$name" --mount "$mnt") ||
     fail "uzram up --via $via --mount failed"

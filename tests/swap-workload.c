@@ -4,14 +4,17 @@
  * limit is well below SIZE, with swap on the device under test, and its
  * pages go out to the device and come back.
  *
- *   swap-workload SIZE_MIB [PASSES]
+ *   swap-workload SIZE_MIB [PASSES [RANDOM_BYTES]]
  *
  * Exit 0: every byte checked out; 1: a mismatch (the first is printed);
  * 2: bad arguments or no memory.
  *
- * A page is half text-like (compressible, as heap pages are) and half a
- * xorshift stream seeded by the page index (incompressible), so the
- * device sees both; one page in 16 is all zeroes (same-filled).
+ * A page is text-like (compressible, as heap pages are) but for its last
+ * RANDOM_BYTES (default half the page), a xorshift stream seeded by the
+ * page index (incompressible), so the device sees both; one page in 16 is
+ * all zeroes (same-filled).  A smaller RANDOM_BYTES makes pages that
+ * compress well enough for a working set of twice the RAM to fit in RAM
+ * once compressed, as under global memory pressure it must.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +24,9 @@
 #include <time.h>
 
 #define PAGE 4096
+
+/* Bytes at the end of each page that are random: a multiple of 8. */
+static size_t random_bytes = PAGE / 2;
 
 static void
 fill_page (uint64_t *w, uint64_t index)
@@ -34,12 +40,12 @@ fill_page (uint64_t *w, uint64_t index)
     memset (w, 0, PAGE);
     return;
   }
-  for (i = 0; i < PAGE / 16; i++) {
+  for (i = 0; i < (PAGE - random_bytes) / 8; i++) {
     char *c = (char *) w + i * 8;
     memcpy (c, text + (index + i) % (sizeof text - 9), 8);
   }
   uint64_t x = index * 0x9E3779B97F4A7C15ull + 1;
-  for (i = PAGE / 16; i < PAGE / 8; i++) {
+  for (i = (PAGE - random_bytes) / 8; i < PAGE / 8; i++) {
     x ^= x << 13; x ^= x >> 7; x ^= x << 17;
     w[i] = x;
   }
@@ -56,10 +62,15 @@ now (void)
 int
 main (int argc, char **argv)
 {
-  if (argc < 2 || atol (argv[1]) <= 0) {
-    fprintf (stderr, "usage: swap-workload SIZE_MIB [PASSES]\n");
+  if (argc < 2 || atol (argv[1]) <= 0 ||
+      (argc > 3 && (atol (argv[3]) < 0 || atol (argv[3]) > PAGE ||
+                    atol (argv[3]) % 8 != 0))) {
+    fprintf (stderr, "usage: swap-workload SIZE_MIB [PASSES [RANDOM_BYTES]]\n"
+             "(RANDOM_BYTES: 0 to 4096, a multiple of 8)\n");
     return 2;
   }
+  if (argc > 3)
+    random_bytes = atol (argv[3]);
   uint64_t pages = (uint64_t) atol (argv[1]) * 1024 * 1024 / PAGE;
   int passes = argc > 2 ? atoi (argv[2]) : 2;
   uint64_t page[PAGE / 8];

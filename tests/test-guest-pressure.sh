@@ -1,0 +1,97 @@
+#!/bin/bash
+# Swap under global memory pressure, in a guest on Debian's kernel
+# (guest-lib.sh) with 256 MiB of RAM and no cgroup: a workload touching
+# twice that swaps through `uzram up --swap` attached over nbd, then over a
+# loop device on `disk`, and, for reference, through the guest kernel's
+# own zram.  Here nbdkit itself is short of memory, as it never is when
+# only the workload is confined to a cgroup: a server that needs memory to
+# free memory deadlocks.  Each run must end within its bound
+# (PRESSURE_BOUND, default 600 s) with every byte intact, and the guest's
+# kernel must report no hung task (one blocked for its default 120 s).
+# The times are printed as ratios to zram's, not asserted.
+# PRESSURE_PATHS (default "zram nbd disk") runs some of them only.  The RAM is
+# small because under TCG the time goes with what is swapped: about the
+# size of the RAM, out and back in, through each path.
+source "$top_srcdir/tests/functions.sh"
+source "$top_srcdir/tests/guest-lib.sh"
+in_guest --mem 256M --timeout 2100
+
+workload=$top_builddir/tests/swap-workload
+[ -x "$workload" ] || fail "$workload not built"
+need_tool mkswap swapon swapoff
+export UZRAM_RUN=$tmpdir/run UZRAM_PLUGIN=$PLUGIN
+uzram=$top_srcdir/scripts/uzram
+bound=${PRESSURE_BOUND:-600}
+ram_mib=$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)
+size=$(( ram_mib * 2 ))
+# Pages with 256 random bytes each compress to about a tenth: twice the
+# RAM then fits in what the RAM has left, once compressed.
+random=256
+modprobe nbd || fail "modprobe nbd failed in the guest"
+modprobe zram || fail "modprobe zram failed in the guest"
+
+pswpout () { awk '$1 == "pswpout" { print $2 }' /proc/vmstat; }
+declare -A took
+# run_on NAME DEV: the workload with DEV the only swap.
+run_on ()
+{
+    local name=$1 dev=$2 out0 t0 t1 rc=0
+    grep -q "^$dev " /proc/swaps || fail "$name: $dev is not swapped on"
+    [ "$(grep -c '^/' /proc/swaps)" = 1 ] || fail "$name: other swap is on: $(cat /proc/swaps)"
+    out0=$(pswpout)
+    t0=$(date +%s.%N)
+    # Not `timeout`: a workload stuck in reclaim or on a page fault cannot
+    # be killed, and waiting for it would never end.
+    "$workload" "$size" 0 "$random" > "$tmpdir/$name.out" 2>&1 &
+    local wpid=$! t=0
+    while kill -0 $wpid 2>/dev/null && [ $t -lt "$bound" ]; do sleep 1; t=$((t + 1)); done
+    if kill -0 $wpid 2>/dev/null; then
+        cat "$tmpdir/$name.out"
+        echo "$name: the workload is stuck; the guest kernel's blocked tasks:"
+        echo w > /proc/sysrq-trigger
+        dmesg | sed -n '/blocked for more than/,$p' | head -n 150
+        fail "$name: the workload did not finish within $bound s"
+    fi
+    wait $wpid || rc=$?
+    t1=$(date +%s.%N)
+    cat "$tmpdir/$name.out"
+    [ $rc = 0 ] || fail "$name: the workload failed (exit $rc): its data did not come back intact"
+    grep -q "checked $((size * 256)) pages" "$tmpdir/$name.out" || fail "$name: not every page was checked"
+    # At least half of what is over the RAM must have gone out.
+    local out=$(( $(pswpout) - out0 ))
+    [ "$out" -gt $(( (size - ram_mib) * 256 / 2 )) ] ||
+        fail "$name: only $out pages swapped out: the workload did not press on the RAM"
+    [ -z "$(hung_tasks)" ] || fail "$name: hung tasks in the guest: $(hung_tasks)"
+    took[$name]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    echo "$name: ${took[$name]} s, $out pages swapped out, RAM $ram_mib MiB, workload $size MiB"
+}
+
+paths=${PRESSURE_PATHS:-zram nbd disk}
+if [[ " $paths " = *" zram "* ]]; then
+    echo "== the guest kernel's zram (lz4)"
+    z=/sys/block/zram0
+    echo lz4 > $z/comp_algorithm
+    echo 1G > $z/disksize
+    cleanup_fn "swapoff /dev/zram0 2>/dev/null; echo 1 > $z/reset"
+    timeout 60 mkswap /dev/zram0 >/dev/null && swapon /dev/zram0 || fail "swapon /dev/zram0"
+    run_on zram /dev/zram0
+    timeout "$bound" swapoff /dev/zram0 || fail "swapoff /dev/zram0"
+    echo 1 > $z/reset
+fi
+
+for via in nbd disk; do
+    [[ " $paths " = *" $via "* ]] || continue
+    echo "== uzram --via $via (lz4)"
+    name=pressure-$via
+    cleanup_fn "timeout 120 $uzram down $name"
+    dev=$(timeout 120 "$uzram" up --size 1G --comp lz4 --swap --via $via --name $name) ||
+        fail "uzram up --via $via failed"
+    run_on "$via" "$dev"
+    timeout "$bound" "$uzram" down "$name" || fail "uzram down $name failed"
+done
+
+echo "times: zram ${took[zram]:--} s, nbd ${took[nbd]:--} s, disk ${took[disk]:--} s"
+awk -v z="${took[zram]:-0}" -v n="${took[nbd]:-0}" -v d="${took[disk]:-0}" 'BEGIN {
+    if (z > 0 && n > 0) printf "nbd: %.2fx the time of the guest kernel'"'"'s zram\n", n / z
+    if (z > 0 && d > 0) printf "disk: %.2fx the time of the guest kernel'"'"'s zram\n", d / z }'
+echo "PASS: $0"
