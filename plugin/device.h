@@ -8,8 +8,12 @@
  *                     I/O runs only between zram_get and zram_put, and
  *                     reset is refused while any client holds the device.
  *   slot lock         one block's entry and object (slot.h); held over
- *                     decompression and a partial block's
- *                     read-modify-write, never over more than one slot.
+ *                     decompression, a partial block's read-modify-write
+ *                     and one backing read or write.  A second slot's lock
+ *                     is only ever tried (slot_trylock: the policy's reclaim
+ *                     on the write path), never waited for.
+ *   backing->lock     the backing device's bitmap (backing.h): one search,
+ *                     no I/O under it.
  *   (allocator)       zsmalloc's own locks, inside zs_* calls.
  */
 #ifndef UZRAM_DEVICE_H

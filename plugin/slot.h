@@ -90,7 +90,7 @@ _Static_assert (sizeof (struct zram_slot) == 16, "a slot is 16 bytes");
  * table rather than in the entry: 4 bytes a slot instead of growing the
  * 16-byte entry, mapped lazily like the table so untouched megabytes cost
  * nothing.  Seconds are all that `idle SECONDS` needs; a 32-bit count of
- * them lasts 136 years of uptime.  0: never accessed, or freed (zram
+ * them outlasts any uptime.  0: never accessed, or freed (zram
  * zeroes ac_time when it frees a slot).  Written under the slot lock, read
  * with relaxed atomics.
  */
