@@ -297,8 +297,12 @@ zram_mark_idle (struct zram *zram, uint64_t age_secs)
       }
       if (slot_empty_unlocked (s))
         continue;
+      /* As zram's mark_idle: a stored slot in memory, not a same-filled
+       * one (nothing is ever done to it) nor one written back (which
+       * zram says cannot be idle).
+       */
       slot_lock (s);
-      if (((slot_flags (s) & SLOT_SAME) || s->handle) &&
+      if (s->handle && !(slot_flags (s) & (SLOT_SAME | SLOT_WB)) &&
           (cutoff == 0 || slot_atime (&zram->table, i) < cutoff))
         slot_update_flags (s, 0, SLOT_IDLE);
       slot_unlock (s);
