@@ -16,7 +16,12 @@
  * that is EINVAL here.  So do recomp_algorithm (algo=, priority=) and
  * recompress (type=, max_pages=, threshold=, algo=, priority=).
  *
- * Still to do: writeback and its files (bd_stat, backing_dev).
+ * Writeback's files are CONFIG_ZRAM_WRITEBACK's: backing_dev (a regular
+ * file as well as a block device), writeback in both its legacy and its
+ * Linux 6.16 forms, writeback_limit, writeback_limit_enable and bd_stat.
+ * idle also takes an age in seconds (CONFIG_ZRAM_TRACK_ENTRY_ACTIME), and
+ * block_state, which zram keeps in debugfs (CONFIG_ZRAM_MEMORY_TRACKING),
+ * is a file here.
  */
 #include <config.h>
 
@@ -33,6 +38,7 @@
 #include "comp.h"
 #include "engine.h"
 #include "parse.h"
+#include "slot.h"
 #include "zsmalloc.h"
 
 #define NSEC_PER_MSEC 1000000ull
@@ -626,19 +632,331 @@ reset_store (struct zram *zram, const char *buf, size_t len)
   return r < 0 ? r : (ssize_t) len;
 }
 
+/* kstrtoull: an optional '+', then digits in base (0: a 0x prefix for
+ * hex, a leading 0 for octal, else decimal), the whole of the write but
+ * for one trailing newline.
+ */
+static int
+parse_ull (const char *buf, size_t len, int base, uint64_t *out)
+{
+  size_t n = zram_strip_newline (buf, len);
+  char s[32], *end;
+
+  if (n > 0 && buf[0] == '+') {
+    buf++;
+    n--;
+  }
+  if (n == 0 || n >= sizeof s || memchr (buf, '\0', n) ||
+      !((buf[0] >= '0' && buf[0] <= '9') ||
+        (base == 16 && strchr ("abcdefABCDEF", buf[0]))))
+    return -EINVAL;
+  memcpy (s, buf, n);
+  s[n] = '\0';
+  errno = 0;
+  *out = strtoull (s, &end, base);
+  if (*end != '\0')
+    return -EINVAL;
+  return errno == ERANGE ? -ERANGE : 0;
+}
+
 static ssize_t
 idle_store (struct zram *zram, const char *buf, size_t len)
 {
   size_t n = zram_strip_newline (buf, len);
+  uint64_t age = 0;
   int r;
 
-  /* Only "all": the kernel also takes an age in seconds, but only with
-   * CONFIG_ZRAM_TRACK_ENTRY_ACTIME, which this device does not track.
+  /* "all", or an age in seconds (kstrtoull base 0, as zram): blocks not
+   * accessed for that long.  0 marks all of them, as zram's cutoff 0.
    */
-  if (n != 3 || memcmp (buf, "all", 3) != 0)
+  if (!(n == 3 && memcmp (buf, "all", 3) == 0) &&
+      parse_ull (buf, len, 0, &age) < 0)
     return -EINVAL;
-  r = zram_mark_idle_all (zram);
+  r = zram_mark_idle (zram, age);
   return r < 0 ? r : (ssize_t) len;
+}
+
+/* --- Writeback --- */
+
+static ssize_t
+backing_dev_show (struct zram *zram, char *buf, size_t len)
+{
+  int n = zram_backing_dev (zram, buf, len);
+
+  /* Room for the newline, or ask again with one more byte. */
+  if ((size_t) n + 1 >= len)
+    return n + 1;
+  buf[n] = '\n';
+  buf[n + 1] = '\0';
+  return n + 1;
+}
+
+static ssize_t
+backing_dev_store (struct zram *zram, const char *buf, size_t len)
+{
+  size_t n = zram_strip_newline (buf, len);
+  char path[ZRAM_ATTR_MAX_WRITE + 1];
+  int r;
+
+  /* As zram: EBUSY on an initialised device before the name is looked
+   * at; then open's error (ENOENT for an empty name).
+   */
+  if (zram_initialised (zram))
+    return -EBUSY;
+  if (n >= sizeof path || memchr (buf, '\0', n))
+    return -EINVAL;
+  memcpy (path, buf, n);
+  path[n] = '\0';
+  r = zram_set_backing_dev (zram, path);
+  return r < 0 ? r : (ssize_t) len;
+}
+
+/* zram's parse_mode: the writeback types. */
+static int
+parse_wb_mode (const char *s, unsigned *mode)
+{
+  if (strcmp (s, "idle") == 0)
+    *mode = ZRAM_WB_IDLE;
+  else if (strcmp (s, "huge") == 0)
+    *mode = ZRAM_WB_HUGE;
+  else if (strcmp (s, "huge_idle") == 0)
+    *mode = ZRAM_WB_IDLE | ZRAM_WB_HUGE;
+  else if (strcmp (s, "incompressible") == 0)
+    *mode = ZRAM_WB_INCOMPRESSIBLE;
+  else
+    return -EINVAL;
+  return 0;
+}
+
+/* kstrtoul base 10 of a NUL-terminated string. */
+static int
+parse_index (const char *s, uint64_t *out)
+{
+  return parse_ull (s, strlen (s), 10, out);
+}
+
+/* writeback, as Linux 6.16's writeback_store: space-separated arguments,
+ * each a type (`idle`, `huge`, `huge_idle`, `incompressible`, bare as
+ * before 6.16 or as type=...), page_index=N or page_indexes=LO-HI (both
+ * inclusive), which may repeat.  A type writes back the slots of that
+ * type in the last range given (all of them if none) and ends the list;
+ * each page_index or page_indexes writes back its slots whatever their
+ * type.  Everything is parsed before anything is written.  Errors in
+ * zram's order: EINVAL uninitialised, ENODEV without a backing device,
+ * then EINVAL for what does not parse and ERANGE for an index past the
+ * end; then writeback's own (engine.h).  zram ignores name=value pairs it
+ * does not know, and so does this.
+ */
+static ssize_t
+writeback_store (struct zram *zram, const char *buf, size_t len)
+{
+  char args[ZRAM_ATTR_MAX_WRITE + 1], *save, *tok;
+  /* The shortest range, "page_index=0 ", takes 13 bytes of the write. */
+  struct zram_wb_range ranges[ZRAM_ATTR_MAX_WRITE / 13 + 1];
+  uint64_t nr = zram_disksize (zram) >> ZRAM_BLOCK_SHIFT;
+  uint64_t lo = 0, hi = nr;
+  size_t n = 0;
+  int r;
+
+  r = zram_writeback_check (zram);
+  if (r < 0)
+    return r;
+  if (len >= sizeof args || memchr (buf, '\0', len))
+    return -EINVAL;
+  memcpy (args, buf, len);
+  args[len] = '\0';
+  for (tok = strtok_r (args, " \t\n", &save); tok;
+       tok = strtok_r (NULL, " \t\n", &save)) {
+    char *val = strchr (tok, '=');
+    unsigned mode;
+
+    if (val)
+      *val++ = '\0';
+    if (val == NULL || strcmp (tok, "type") == 0) {
+      if (parse_wb_mode (val ? val : tok, &mode) < 0)
+        return -EINVAL;
+      ranges[n++] = (struct zram_wb_range) { mode, lo, hi };
+      break;
+    }
+    if (strcmp (tok, "page_index") == 0) {
+      if ((r = parse_index (val, &lo)) < 0)
+        return r;
+      if (lo >= nr)
+        return -ERANGE;
+      hi = lo + 1;
+    }
+    else if (strcmp (tok, "page_indexes") == 0) {
+      char *dash = strchr (val, '-');
+
+      if (dash == NULL)
+        return -EINVAL;
+      *dash = '\0';
+      if ((r = parse_index (val, &lo)) < 0)
+        return r;
+      if (lo >= nr)
+        return -ERANGE;
+      if ((r = parse_index (dash + 1, &hi)) < 0)
+        return r;
+      if (hi >= nr || lo > hi)
+        return -ERANGE;
+      hi++;
+    }
+    else
+      continue;
+    ranges[n++] = (struct zram_wb_range) { 0, lo, hi };
+  }
+  r = zram_writeback (zram, ranges, n, NULL);
+  return r < 0 ? r : (ssize_t) len;
+}
+
+static ssize_t
+writeback_limit_show (struct zram *zram, char *buf, size_t len)
+{
+  return snprintf (buf, len, "%" PRIu64 "\n", zram_wb_limit (zram));
+}
+
+static ssize_t
+writeback_limit_store (struct zram *zram, const char *buf, size_t len)
+{
+  uint64_t v;
+
+  /* kstrtoull base 10; in 4 KiB blocks. */
+  if (parse_ull (buf, len, 10, &v) < 0)
+    return -EINVAL;
+  zram_set_wb_limit (zram, v);
+  return len;
+}
+
+static ssize_t
+writeback_limit_enable_show (struct zram *zram, char *buf, size_t len)
+{
+  return snprintf (buf, len, "%d\n", zram_wb_limit_enable (zram) ? 1 : 0);
+}
+
+static ssize_t
+writeback_limit_enable_store (struct zram *zram, const char *buf, size_t len)
+{
+  uint64_t v;
+
+  /* kstrtoull base 10: any number, non-zero enables. */
+  if (parse_ull (buf, len, 10, &v) < 0)
+    return -EINVAL;
+  zram_set_wb_limit_enable (zram, v != 0);
+  return len;
+}
+
+static ssize_t
+bd_stat_show (struct zram *zram, char *buf, size_t len)
+{
+  struct zram_stats s;
+
+  /* bd_count, bd_reads, bd_writes, in 4 KiB blocks. */
+  zram_get_stats (zram, &s);
+  return snprintf (buf, len, "%8llu %8llu %8llu\n",
+                   (unsigned long long) s.bd_count,
+                   (unsigned long long) s.bd_reads,
+                   (unsigned long long) s.bd_writes);
+}
+
+/* --- The writeback policy, beyond zram (policy.c) --- */
+
+static ssize_t
+writeback_policy_show (struct zram *zram, char *buf, size_t len)
+{
+  return snprintf (buf, len, "writeback_idle=%" PRIu64 " near_limit=%d\n",
+                   zram_wb_idle (zram), zram_wb_near_limit (zram) ? 1 : 0);
+}
+
+/* Space-separated writeback_idle=SECONDS (0: off) and near_limit=BOOL,
+ * all checked before anything changes; at any time.
+ */
+static ssize_t
+writeback_policy_store (struct zram *zram, const char *buf, size_t len)
+{
+  char args[ZRAM_ATTR_MAX_WRITE + 1], *save, *tok;
+  uint64_t secs = zram_wb_idle (zram);
+  bool near = zram_wb_near_limit (zram);
+
+  if (len >= sizeof args || memchr (buf, '\0', len))
+    return -EINVAL;
+  memcpy (args, buf, len);
+  args[len] = '\0';
+  tok = strtok_r (args, " \t\n", &save);
+  if (tok == NULL)
+    return -EINVAL;
+  for (; tok; tok = strtok_r (NULL, " \t\n", &save)) {
+    char *val = strchr (tok, '=');
+
+    if (val == NULL)
+      return -EINVAL;
+    *val++ = '\0';
+    if (strcmp (tok, "writeback_idle") == 0) {
+      if (parse_ull (val, strlen (val), 10, &secs) < 0)
+        return -EINVAL;
+    }
+    else if (strcmp (tok, "near_limit") == 0) {
+      if (zram_parse_bool (val, &near) < 0)
+        return -EINVAL;
+    }
+    else
+      return -EINVAL;
+  }
+  zram_set_wb_idle (zram, secs);
+  zram_set_wb_near_limit (zram, near);
+  return len;
+}
+
+static ssize_t
+policy_stat_show (struct zram *zram, char *buf, size_t len)
+{
+  struct zram_stats s;
+
+  /* What the policy wrote back: for writeback_idle, and near mem_limit. */
+  zram_get_stats (zram, &s);
+  return snprintf (buf, len, "%8llu %8llu\n",
+                   (unsigned long long) s.policy_idle_writes,
+                   (unsigned long long) s.policy_limit_writes);
+}
+
+struct block_state_buf {
+  char *buf;
+  size_t len, at;
+};
+
+static int
+block_state_line (void *opaque, uint64_t index, uint32_t atime,
+                  uint32_t f)
+{
+  struct block_state_buf *b = opaque;
+  char *buf = b->buf;
+  size_t len = b->len, at = b->at;
+
+  /* zram's read_block_state: index, access time as seconds.micros (only
+   * whole seconds are kept here), then s(ame) w(ritten back) h(uge)
+   * i(dle) r(ecompressed) (i)n(compressible).
+   */
+  EMIT ("%12" PRIu64 " %12lld.%06lu %c%c%c%c%c%c\n", index,
+        (long long) atime, 0ul,
+        f & SLOT_SAME ? 's' : '.', f & SLOT_WB ? 'w' : '.',
+        f & SLOT_HUGE ? 'h' : '.', f & SLOT_IDLE ? 'i' : '.',
+        slot_prio_of (f) ? 'r' : '.', f & SLOT_INCOMPRESSIBLE ? 'n' : '.');
+  b->at = at;
+  return 0;
+}
+
+static ssize_t
+block_state_show (struct zram *zram, char *buf, size_t len)
+{
+  struct block_state_buf b = { buf, len, 0 };
+  int r;
+
+  if (len > 0)
+    buf[0] = '\0';
+  /* Uninitialised: an empty file (zram has no entries to show). */
+  r = zram_block_state (zram, block_state_line, &b);
+  if (r < 0 && r != -EINVAL)
+    return r;
+  return b.at;
 }
 
 /* In the order `ls -f /sys/block/zram0` lists them, roughly: the zram
@@ -662,6 +980,15 @@ const struct zram_attr zram_attrs[] = {
   { "size",           0444, size_show,           NULL },
   { "stat",           0444, stat_show,           NULL },
   { "classes",        0444, classes_show,        NULL },
+  { "backing_dev",    0644, backing_dev_show,    backing_dev_store },
+  { "writeback",      0200, NULL,                writeback_store },
+  { "writeback_limit", 0644, writeback_limit_show, writeback_limit_store },
+  { "writeback_limit_enable", 0644, writeback_limit_enable_show,
+    writeback_limit_enable_store },
+  { "bd_stat",        0444, bd_stat_show,        NULL },
+  { "block_state",    0444, block_state_show,    NULL },
+  { "writeback_policy", 0644, writeback_policy_show, writeback_policy_store },
+  { "policy_stat",    0444, policy_stat_show,    NULL },
 };
 const size_t zram_nr_attrs = sizeof zram_attrs / sizeof zram_attrs[0];
 

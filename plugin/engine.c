@@ -3,8 +3,8 @@
  * and its locking, slot.h for the slot table, io.c for the I/O path and
  * stats.h for the counters.
  *
- * Still to do: writeback of idle pages to a backing device (the IDLE flag
- * is kept for it).  Recompression is recompress.c.
+ * Writeback, idle marking and block_state are writeback.c's;
+ * recompression is recompress.c's.
  */
 #include <config.h>
 
@@ -116,6 +116,9 @@ teardown (struct zram *zram)
   free_confs (zram);
   counters_zero (&zram->stats);
   __atomic_store_n (&zram->max_used_pages, 0, __ATOMIC_RELAXED);
+  /* As zram's reset_bdev: reset lets go of the backing device. */
+  backing_close (zram->backing);
+  zram->backing = NULL;
 }
 
 void
@@ -125,6 +128,7 @@ zram_destroy (struct zram *zram)
 
   if (zram == NULL)
     return;
+  zram_policy_stop (zram);
   teardown (zram);
   for (i = 0; i < ZRAM_MAX_COMPS; i++)
     zcomp_params_clear (&zram->params[i]);
@@ -365,35 +369,6 @@ zram_compact (struct zram *zram)
   if (zram->pool)
     STAT_ADD (&zram->stats, pages_compacted, zs_compact (zram->pool));
   pthread_rwlock_unlock (&zram->init_lock);
-}
-
-int
-zram_mark_idle_all (struct zram *zram)
-{
-  uint64_t i;
-  int r = 0;
-
-  pthread_rwlock_rdlock (&zram->init_lock);
-  if (!zram_has_table (zram))
-    r = -EINVAL;
-  else {
-    for (i = 0; i < zram->table.nr_slots; i++) {
-      struct zram_slot *s = &zram->table.slots[i];
-
-      if (!table_page_touched (&zram->table, i)) {
-        i = next_table_page (i) - 1;
-        continue;
-      }
-      if (slot_empty_unlocked (s))
-        continue;
-      slot_lock (s);
-      if ((slot_flags (s) & SLOT_SAME) || s->handle)
-        slot_update_flags (s, 0, SLOT_IDLE);
-      slot_unlock (s);
-    }
-  }
-  pthread_rwlock_unlock (&zram->init_lock);
-  return r;
 }
 
 int

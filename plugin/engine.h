@@ -71,6 +71,13 @@
   X (discard_sectors,  "512-byte sectors trimmed or zeroed")                \
   X (discard_ticks_ns, "time spent on trims, ns")                           \
   X (flush_ios,        "flush requests completed")                          \
+  X (bd_count,         "blocks on the backing device, as bd_stat")          \
+  X (bd_reads,         "blocks read from the backing device")               \
+  X (bd_writes,        "blocks written back to the backing device")         \
+  X (bd_read_errors,   "reads of the backing device that failed (EIO)")     \
+  X (bd_write_errors,  "writebacks that failed on the backing device")      \
+  X (policy_idle_writes, "blocks the policy wrote back for writeback_idle") \
+  X (policy_limit_writes, "blocks the policy wrote back near mem_limit")    \
   X (flush_ticks_ns,   "time spent on flushes, ns")                         \
   X (io_ticks_ns,      "time with at least one request in flight, ns")      \
   X (time_in_queue_ns, "sum of all requests' times, ns")
@@ -199,6 +206,83 @@ void zram_reset_mem_used_max (struct zram *zram);
 void zram_compact (struct zram *zram);
 /* Marks every stored slot idle.  -EINVAL while uninitialised. */
 int zram_mark_idle_all (struct zram *zram);
+/* Marks idle every stored slot not accessed for at least age_secs seconds
+ * (zram's `idle SECONDS`); age 0 marks them all.  -EINVAL while
+ * uninitialised.
+ */
+int zram_mark_idle (struct zram *zram, uint64_t age_secs);
+
+/* --- Writeback (writeback.c) --- */
+
+/* Opens path, a block device or regular file, as the backing device, in
+ * place of any before.  -EBUSY once initialised (as zram); the open's
+ * -errno; -ENOTBLK for neither a file nor a block device; -EINVAL for
+ * one smaller than two blocks.  Reset closes it.
+ */
+int zram_set_backing_dev (struct zram *zram, const char *path);
+/* The backing device's path, or "none", snprintf-style into buf. */
+int zram_backing_dev (struct zram *zram, char *buf, size_t len);
+
+/* What writeback takes, zram's modes; 0: any stored slot. */
+#define ZRAM_WB_IDLE           1u
+#define ZRAM_WB_HUGE           2u
+#define ZRAM_WB_INCOMPRESSIBLE 4u
+
+struct zram_wb_range {
+  unsigned mode;                /* ZRAM_WB_* */
+  uint64_t lo, hi;              /* slots [lo, hi) */
+};
+
+/* Whether writeback can run at all, in zram's order: -EINVAL while
+ * uninitialised, -ENODEV without a backing device.
+ */
+int zram_writeback_check (struct zram *zram);
+/* Writes back the slots of each range that match its mode, in order:
+ * raw pages to free backing blocks, the slot then holding the block's
+ * index and its memory freed.  Same-filled and written-back slots are
+ * skipped.  Errors as zram's: those of zram_writeback_check; -ERANGE for
+ * a range past the end; -EAGAIN while another writeback runs; -EIO when
+ * the writeback limit is used up, -ENOSPC when the backing device is full
+ * (both stop it); -EIO if a backing write failed (the rest go on; that
+ * slot stays in memory).  *written, if not NULL, counts the slots moved.
+ */
+int zram_writeback (struct zram *zram, const struct zram_wb_range *ranges,
+                    size_t n, uint64_t *written);
+
+/* writeback_limit, in 4 KiB blocks: while enabled, writeback stops with
+ * -EIO once it reaches 0, and every block written takes one off it.
+ */
+void zram_set_wb_limit (struct zram *zram, uint64_t blocks);
+uint64_t zram_wb_limit (struct zram *zram);
+void zram_set_wb_limit_enable (struct zram *zram, bool on);
+bool zram_wb_limit_enable (struct zram *zram);
+
+/* --- The writeback policy, beyond zram (policy.c) --- */
+
+/* writeback_idle: blocks not accessed for secs seconds are written back by
+ * the policy's thread; 0 (the default) turns it off.
+ */
+void zram_set_wb_idle (struct zram *zram, uint64_t secs);
+uint64_t zram_wb_idle (struct zram *zram);
+/* near_limit: make room by writeback instead of failing writes over
+ * mem_limit with ENOSPC.  Off by default.
+ */
+void zram_set_wb_near_limit (struct zram *zram, bool on);
+bool zram_wb_near_limit (struct zram *zram);
+/* The policy's thread: start it after any fork (nbdkit's .after_fork),
+ * stop it before zram_destroy (which stops it too).  -errno.
+ */
+int zram_policy_start (struct zram *zram);
+void zram_policy_stop (struct zram *zram);
+
+/* block_state: fn for each allocated slot in order, with its last access
+ * time (CLOCK_BOOTTIME seconds, 0 if none since it was stored) and its
+ * SLOT_* flags (slot.h).  Stops at fn's first non-zero return and returns
+ * it; -EINVAL while uninitialised.
+ */
+typedef int (*zram_block_fn) (void *opaque, uint64_t index, uint32_t atime,
+                              uint32_t flags);
+int zram_block_state (struct zram *zram, zram_block_fn fn, void *opaque);
 
 /* --- Clients --- */
 
@@ -212,7 +296,8 @@ void zram_put (struct zram *zram);
  *
  * Any offset and count within disksize; a partial block is
  * read-modified-written under its slot's lock.  Out of range: -EINVAL
- * (invalid_io counts it).  Read of corrupt data: -EIO (failed_reads).
+ * (invalid_io counts it).  Read of corrupt data, or a backing device
+ * read that failed: -EIO (failed_reads; the latter also bd_read_errors).
  * Write over mem_limit: -ENOSPC, allocation failure: -ENOMEM (both count in
  * failed_writes); the block keeps its old contents.
  */

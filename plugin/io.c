@@ -13,6 +13,12 @@
 
 #include "device.h"
 
+/* How many times a write over mem_limit lets the policy make room before
+ * it fails with ENOSPC: each try writes back a batch, and other writers
+ * may take the room first.
+ */
+#define POLICY_RETRIES 4
+
 /* Checks a request's range; out of range or uninitialised is invalid_io. */
 static int
 check_range (struct zram *zram, uint32_t count, uint64_t offset)
@@ -71,13 +77,6 @@ fill_word (unsigned char *dst, uint64_t word, uint32_t off, uint32_t n)
     dst[i] = b[(off + i) & 7];
 }
 
-/* A stored page ready to go into a slot, or taken out of one. */
-struct slot_val {
-  uint64_t handle;      /* handle, or word with SLOT_SAME */
-  uint32_t size;
-  uint32_t flags;       /* SLOT_SAME, SLOT_HUGE or 0 (priority 0) */
-};
-
 static void
 update_used_max (struct zram *zram, uint64_t pages)
 {
@@ -103,6 +102,7 @@ prepare_page (struct zram *zram, const unsigned char *page,
   size_t len;
   unsigned long handle;
   uint64_t pages, limit;
+  unsigned tries;
   void *dst;
   int r;
 
@@ -122,16 +122,22 @@ prepare_page (struct zram *zram, const unsigned char *page,
     val->flags = SLOT_HUGE;
   }
 
-  handle = zs_malloc (zram->pool, len);
-  if (handle == 0)
-    return -ENOMEM;
-  /* As zram: the peak counts even an allocation the limit then refuses. */
-  pages = zs_get_total_pages (zram->pool);
-  update_used_max (zram, pages);
-  limit = __atomic_load_n (&zram->limit_pages, __ATOMIC_RELAXED);
-  if (limit && pages > limit) {
+  for (tries = 0; ; tries++) {
+    handle = zs_malloc (zram->pool, len);
+    if (handle == 0)
+      return -ENOMEM;
+    /* As zram: the peak counts even an allocation the limit then
+     * refuses.
+     */
+    pages = zs_get_total_pages (zram->pool);
+    update_used_max (zram, pages);
+    limit = __atomic_load_n (&zram->limit_pages, __ATOMIC_RELAXED);
+    if (!limit || pages <= limit)
+      break;
     zs_free (zram->pool, handle);
-    return -ENOSPC;
+    /* Beyond zram: the policy may make room on the backing device. */
+    if (tries >= POLICY_RETRIES || !policy_reclaim (zram))
+      return -ENOSPC;
   }
 
   dst = zs_map_object (zram->pool, handle, ZS_MM_WO);
@@ -147,7 +153,7 @@ prepare_page (struct zram *zram, const unsigned char *page,
  * stored before the flags change, so slot_empty_unlocked never sees a
  * stored slot as empty.
  */
-static void
+void
 slot_swap (struct zram *zram, struct zram_slot *s, const struct slot_val *val,
            struct slot_val *old)
 {
@@ -161,6 +167,11 @@ slot_swap (struct zram *zram, struct zram_slot *s, const struct slot_val *val,
 
   if (val->flags & SLOT_SAME)
     STAT_INC (&zram->stats, same_pages);
+  else if (val->flags & SLOT_WB)
+    /* As zram: a written-back page still counts as stored (mm_stat's
+     * orig_data_size), not in compr_data_size.
+     */
+    STAT_INC (&zram->stats, pages_stored);
   else if (val->handle) {
     STAT_INC (&zram->stats, pages_stored);
     STAT_ADD (&zram->stats, compr_data_size, val->size);
@@ -174,11 +185,17 @@ slot_swap (struct zram *zram, struct zram_slot *s, const struct slot_val *val,
 /* After unlocking: frees what slot_swap took out.  Returns true if the slot
  * held anything.
  */
-static bool
+bool
 release_old (struct zram *zram, const struct slot_val *old)
 {
   if (old->flags & SLOT_SAME) {
     STAT_DEC (&zram->stats, same_pages);
+    return true;
+  }
+  if (old->flags & SLOT_WB) {
+    backing_free (zram->backing, old->handle);
+    STAT_DEC (&zram->stats, bd_count);
+    STAT_DEC (&zram->stats, pages_stored);
     return true;
   }
   if (old->handle == 0)
@@ -192,6 +209,25 @@ release_old (struct zram *zram, const struct slot_val *old)
 }
 
 static const struct slot_val empty_val = { 0, 0, 0 };
+
+/* Under the slot lock: a written-back block's bytes, read straight from
+ * the backing device into an aligned page (O_DIRECT's rule).
+ */
+static int
+read_backing (struct zram *zram, uint64_t block, unsigned char *dst,
+              uint32_t off, uint32_t n)
+{
+  unsigned char page[ZRAM_BLOCK_SIZE] __attribute__ ((aligned (4096)));
+  int r = backing_read (zram->backing, block, page);
+
+  if (r < 0) {
+    STAT_INC (&zram->stats, bd_read_errors);
+    return r;
+  }
+  STAT_INC (&zram->stats, bd_reads);
+  memcpy (dst, page + off, n);
+  return 0;
+}
 
 int
 slot_read_locked (struct zram *zram, struct zram_slot *s, unsigned char *dst,
@@ -207,6 +243,8 @@ slot_read_locked (struct zram *zram, struct zram_slot *s, unsigned char *dst,
     fill_word (dst, s->handle, off, n);
     return 0;
   }
+  if (f & SLOT_WB)
+    return read_backing (zram, s->handle, dst, off, n);
   if (s->handle == 0) {
     memset (dst, 0, n);
     return 0;
@@ -243,8 +281,10 @@ read_block (struct zram *zram, uint64_t index, unsigned char *dst,
   }
   slot_lock (s);
   r = slot_read_locked (zram, s, dst, off, n);
+  /* zram_accessed: a read makes the block young again. */
   if (slot_flags (s) & SLOT_IDLE)
     slot_update_flags (s, SLOT_IDLE, 0);
+  slot_touch (&zram->table, index, slot_now ());
   slot_unlock (s);
   return r;
 }
@@ -269,6 +309,7 @@ write_block (struct zram *zram, uint64_t index, const unsigned char *src,
       return r;
     slot_lock (s);
     slot_swap (zram, s, &val, &old);
+    slot_touch (&zram->table, index, slot_now ());
     slot_unlock (s);
   }
   else {
@@ -283,6 +324,7 @@ write_block (struct zram *zram, uint64_t index, const unsigned char *src,
       return r;
     }
     slot_swap (zram, s, &val, &old);
+    slot_touch (&zram->table, index, slot_now ());
     slot_unlock (s);
   }
   release_old (zram, &old);
@@ -306,6 +348,7 @@ free_block (struct zram *zram, uint64_t index)
   }
   slot_lock (s);
   slot_swap (zram, s, &empty_val, &old);
+  slot_touch (&zram->table, index, 0);
   slot_unlock (s);
   if (!release_old (zram, &old))
     STAT_INC (&zram->stats, miss_free);
@@ -506,7 +549,7 @@ zram_test_corrupt (struct zram *zram, uint64_t index, uint32_t byte,
     return -EINVAL;
   s = &zram->table.slots[index];
   slot_lock (s);
-  if ((slot_flags (s) & SLOT_SAME) || s->handle == 0)
+  if ((slot_flags (s) & (SLOT_SAME | SLOT_WB)) || s->handle == 0)
     r = -ENOENT;
   else {
     p = zs_map_object (zram->pool, s->handle, ZS_MM_RW);

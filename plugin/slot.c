@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "slot.h"
@@ -60,6 +61,18 @@ slot_lock (struct zram_slot *s)
   }
 }
 
+bool
+slot_trylock (struct zram_slot *s)
+{
+  uint32_t f = __atomic_load_n (&s->flags, __ATOMIC_RELAXED);
+
+  while (!(f & SLOT_LOCKED))
+    if (__atomic_compare_exchange_n (&s->flags, &f, f | SLOT_LOCKED, true,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+      return true;
+  return false;
+}
+
 void
 slot_unlock (struct zram_slot *s)
 {
@@ -77,8 +90,10 @@ slot_table_create (struct slot_table *t, uint64_t nr_slots)
   uint64_t nr_pages = (nr_slots + SLOTS_PER_TABLE_PAGE - 1)
     / SLOTS_PER_TABLE_PAGE;
   size_t touched_bytes = (nr_pages + 63) / 64 * sizeof (uint64_t);
+  size_t atime_bytes = nr_slots * sizeof (slot_time);
   struct zram_slot *slots;
   uint64_t *touched;
+  slot_time *atime;
 
   slots = mmap (NULL, table_bytes, PROT_READ | PROT_WRITE,
                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -94,7 +109,16 @@ slot_table_create (struct slot_table *t, uint64_t nr_slots)
     munmap (slots, table_bytes);
     return -ENOMEM;
   }
+  atime = mmap (NULL, atime_bytes, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (atime == MAP_FAILED) {
+    munmap (touched, touched_bytes);
+    munmap (slots, table_bytes);
+    return -ENOMEM;
+  }
+  madvise (atime, atime_bytes, MADV_NOHUGEPAGE);
   t->slots = slots;
+  t->atime = atime;
   t->touched = touched;
   t->touched_bytes = touched_bytes;
   t->nr_slots = nr_slots;
@@ -107,6 +131,16 @@ slot_table_destroy (struct slot_table *t)
   if (t->slots) {
     munmap (t->slots, t->nr_slots * sizeof (struct zram_slot));
     munmap (t->touched, t->touched_bytes);
+    munmap (t->atime, t->nr_slots * sizeof (slot_time));
   }
   memset (t, 0, sizeof *t);
+}
+
+slot_time
+slot_now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_BOOTTIME, &ts);
+  return ts.tv_sec > 0 ? (slot_time) ts.tv_sec : 1;
 }

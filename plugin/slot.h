@@ -16,9 +16,13 @@
  *                 nothing is allocated
  *   stored        `handle` is a zsmalloc handle of `size` bytes: compressed
  *                 data, or with SLOT_HUGE the raw page
+ *   written back  SLOT_WB: `handle` is the index of the block on the
+ *                 backing device holding the raw page (never 0, see
+ *                 backing.h), `size` is 0
  *
  * and, beside the state, SLOT_IDLE (not accessed since the last
- * zram_mark_idle_all) and the two lock bits.  A stored slot also says
+ * zram_mark_idle), SLOT_WB (written back: the handle is the block's
+ * index on the backing device, writeback.c) and the two lock bits.  A stored slot also says
  * which compressor wrote it: the priority (0: comp_algorithm, 1 to 3: the
  * recompression algorithms) in SLOT_PRIO_MASK, zram's ZRAM_COMP_PRIORITY
  * bits, so a recompressed block is read with its own algorithm; and
@@ -70,8 +74,8 @@ _Static_assert (sizeof (struct zram_slot) == 16, "a slot is 16 bytes");
 #define SLOT_WAITERS (1u << 1)   /* a thread may sleep on the lock */
 #define SLOT_SAME    (1u << 2)   /* same-filled: handle is the word */
 #define SLOT_HUGE    (1u << 3)   /* stored raw, size is 4096 */
-#define SLOT_IDLE    (1u << 4)   /* not accessed since zram_mark_idle_all */
-/* Bit 5 is the writeback branch's SLOT_WB. */
+#define SLOT_IDLE    (1u << 4)   /* not accessed since zram_mark_idle */
+#define SLOT_WB      (1u << 5)   /* written back: handle is a backing block */
 #define SLOT_INCOMPRESSIBLE (1u << 6)   /* no recompression shrank it */
 #define SLOT_PRIO_SHIFT 7               /* compressor priority, 0..3 */
 #define SLOT_PRIO_MASK  (3u << SLOT_PRIO_SHIFT)
@@ -80,8 +84,8 @@ _Static_assert (sizeof (struct zram_slot) == 16, "a slot is 16 bytes");
 /* What says how the slot's contents are kept: a slot's value carries these
  * (struct slot_val), and storing a new value replaces them.
  */
-#define SLOT_STATE_BITS (SLOT_SAME | SLOT_HUGE | SLOT_INCOMPRESSIBLE | \
-                         SLOT_PRIO_MASK)
+#define SLOT_STATE_BITS (SLOT_SAME | SLOT_HUGE | SLOT_WB | \
+                         SLOT_INCOMPRESSIBLE | SLOT_PRIO_MASK)
 
 static inline unsigned
 slot_prio_of (uint32_t flags)
@@ -94,8 +98,20 @@ slot_prio_of (uint32_t flags)
  */
 #define SLOTS_PER_TABLE_PAGE (4096 / sizeof (struct zram_slot))
 
+/* Last access times, one 32-bit count of CLOCK_BOOTTIME seconds per slot
+ * (zram's ac_time, CONFIG_ZRAM_TRACK_ENTRY_ACTIME), in an array beside the
+ * table rather than in the entry: 4 bytes a slot instead of growing the
+ * 16-byte entry, mapped lazily like the table so untouched megabytes cost
+ * nothing.  Seconds are all that `idle SECONDS` needs; a 32-bit count of
+ * them outlasts any uptime.  0: never accessed, or freed (zram
+ * zeroes ac_time when it frees a slot).  Written under the slot lock, read
+ * with relaxed atomics.
+ */
+typedef uint32_t slot_time;
+
 struct slot_table {
   struct zram_slot *slots;              /* NULL: no table */
+  slot_time *atime;                     /* nr_slots of them */
   uint64_t *touched;                    /* bit per table page; atomic */
   size_t touched_bytes;
   uint64_t nr_slots;
@@ -107,6 +123,8 @@ int slot_table_create (struct slot_table *t, uint64_t nr_slots);
 void slot_table_destroy (struct slot_table *t);
 
 void slot_lock (struct zram_slot *s);
+/* The lock if it is free, without waiting: true if taken. */
+bool slot_trylock (struct zram_slot *s);
 void slot_unlock (struct zram_slot *s);
 
 static inline uint32_t
@@ -202,6 +220,23 @@ table_slot_hole_unlocked (const struct slot_table *t, uint64_t index)
 {
   return !table_page_touched (t, index) ||
     slot_hole_unlocked (&t->slots[index]);
+}
+
+/* Seconds since boot (CLOCK_BOOTTIME, as zram's ktime_get_boottime), at
+ * least 1 so that 0 keeps meaning "never".
+ */
+slot_time slot_now (void);
+
+static inline void
+slot_touch (struct slot_table *t, uint64_t index, slot_time now)
+{
+  __atomic_store_n (&t->atime[index], now, __ATOMIC_RELAXED);
+}
+
+static inline slot_time
+slot_atime (const struct slot_table *t, uint64_t index)
+{
+  return __atomic_load_n (&t->atime[index], __ATOMIC_RELAXED);
 }
 
 #endif /* UZRAM_SLOT_H */

@@ -294,6 +294,7 @@ zram_after_fork (void)
     .allow_other = allow_other, .uring = uring_mode,
     .uring_threads = uring_threads,
   };
+  int err;
 
   /* Here, not in get_ready: locks are not inherited across nbdkit's fork.
    * MCL_ONFAULT locks pages as they are first touched, so the slot table
@@ -320,6 +321,13 @@ zram_after_fork (void)
     control = control_start (zram, control_dir, &opts);
     if (control == NULL)
       return -1;
+  }
+  /* The writeback policy's thread: idle while the policy is off. */
+  err = zram_policy_start (zram);
+  if (err < 0) {
+    errno = -err;
+    nbdkit_error ("writeback policy thread: %m");
+    return -1;
   }
   return 0;
 }
@@ -356,6 +364,8 @@ print_stats (const char *when)
 static void
 zram_cleanup (void)
 {
+  if (zram)
+    zram_policy_stop (zram);
   control_stop (control);
   control = NULL;
   /* After the control filesystem, whose reset could call it. */

@@ -431,9 +431,11 @@ shower (void *arg)
       if (zram_attrs[i].show) {
         ssize_t n = zram_attrs[i].show (zram, buf, 65536);
 
-        /* recomp_algorithm is empty while no priority has an algorithm. */
+        /* recomp_algorithm is empty while no priority has an algorithm,
+         * block_state while no block is stored. */
         CHECK (n > 0 ||
-               (n == 0 && strcmp (zram_attrs[i].name, "recomp_algorithm") == 0));
+               (n == 0 && (strcmp (zram_attrs[i].name, "recomp_algorithm") == 0 ||
+                           strcmp (zram_attrs[i].name, "block_state") == 0)));
       }
   free (buf);
   return NULL;

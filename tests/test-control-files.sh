@@ -15,6 +15,10 @@ declare -A modes=(
     [reset]=--w------- [compact]=--w------- [mem_limit]=--w-------
     [mem_used_max]=--w------- [idle]=--w------- [algorithm_params]=--w-------
     [recomp_algorithm]=-rw-r--r-- [recompress]=--w-------
+    [backing_dev]=-rw-r--r-- [writeback]=--w------- [bd_stat]=-r--r--r--
+    [writeback_limit]=-rw-r--r-- [writeback_limit_enable]=-rw-r--r--
+    [block_state]=-r--r--r-- [writeback_policy]=-rw-r--r--
+    [policy_stat]=-r--r--r--
     [disk]=-rw-------
 )
 me=$(id -un)
