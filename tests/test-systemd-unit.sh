@@ -19,13 +19,15 @@ cleanup_fn "timeout 120 $uzram down --all >/dev/null 2>&1"
 # --- the configuration: zram-generator's format on a machine of 8 GiB ---
 mkdir -p "$root/proc" "$root/etc/uzram.conf.d" "$root/usr/lib/uzram.conf.d" "$tmpdir/mnt"
 echo 'MemTotal:        8388608 kB' > "$root/proc/meminfo"
+# uzram takes a regular file as its backing device too.
+truncate -s 64M "$tmpdir/backing"
 cat > "$root/etc/uzram.conf" <<EOF
 [zram0]
 # Overridden by the drop-in below.
 zram-size = 1
 zram-resident-limit = ram / 128
 compression-algorithm = zstd(level=5) lz4
-writeback-device = /dev/null
+writeback-device = $tmpdir/backing
 
 [zram1]
 zram-size = 64
@@ -124,11 +126,11 @@ awk -v d="$dev" '$1 == d { print; f = 1 } END { exit !f }' /proc/swaps > "$tmpdi
 grep -q '\[zstd\]' "$dir/control/comp_algorithm" || fail "comp_algorithm is not zstd"
 [ "$(cat "$dir/control/disksize")" = 134217728 ] || fail "disksize is not 128 MiB"
 [ "$(awk '{ print $4 }' "$dir/control/mm_stat")" = 67108864 ] || fail "mem_limit is not 64 MiB"
-# What uzram lacks is said, not pretended.
-grep -q "recompression algorithm 'lz4' (priority 1) ignored: uzram has no recomp_algorithm yet" "$tmpdir/zram0.post" ||
-    [ -e "$dir/control/recomp_algorithm" ] || fail "the missing recomp_algorithm was not reported"
-grep -q "writeback-device=/dev/null ignored: uzram has no backing_dev" "$tmpdir/zram0.post" ||
-    [ -e "$dir/control/backing_dev" ] || fail "the missing backing_dev was not reported"
+# The recompression algorithm and the backing device, set before disksize.
+grep -q '^#1: .*\[lz4\]' "$dir/control/recomp_algorithm" ||
+    fail "recomp_algorithm has not lz4 at priority 1: $(cat "$dir/control/recomp_algorithm")"
+[ "$(cat "$dir/control/backing_dev")" = "$tmpdir/backing" ] ||
+    fail "backing_dev is not $tmpdir/backing: $(cat "$dir/control/backing_dev")"
 timeout 10 "$uzram" -o NAME,DISKSIZE,MOUNTPOINT zram0 | tee "$tmpdir/list"
 grep -q "^zram0  *128M  *\[SWAP\]" "$tmpdir/list" || fail "uzram does not list zram0 as swap"
 # Starting it twice is refused while the first runs.
