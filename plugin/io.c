@@ -270,7 +270,7 @@ slot_read_locked (struct zram *zram, struct zram_slot *s, unsigned char *dst,
 
 static int
 read_block (struct zram *zram, uint64_t index, unsigned char *dst,
-            uint32_t off, uint32_t n)
+            uint32_t off, uint32_t n, slot_time now)
 {
   struct zram_slot *s = &zram->table.slots[index];
   int r;
@@ -284,18 +284,20 @@ read_block (struct zram *zram, uint64_t index, unsigned char *dst,
   /* zram_accessed: a read makes the block young again. */
   if (slot_flags (s) & SLOT_IDLE)
     slot_update_flags (s, SLOT_IDLE, 0);
-  slot_touch (&zram->table, index, slot_now ());
+  slot_touch (&zram->table, index, now);
   slot_unlock (s);
   return r;
 }
 
 /* Writes bytes [off, off+n) of block index from src.  A whole block is
  * compressed and allocated before the lock is taken; a partial one is
- * read, modified and written back under it.
+ * read, modified and written back under it.  now is the access time the
+ * request gives every block it touches: the clock is read once a
+ * request, not once a block inside its lock.
  */
 static int
 write_block (struct zram *zram, uint64_t index, const unsigned char *src,
-             uint32_t off, uint32_t n)
+             uint32_t off, uint32_t n, slot_time now)
 {
   struct zram_slot *s = &zram->table.slots[index];
   struct slot_val val, old;
@@ -309,7 +311,7 @@ write_block (struct zram *zram, uint64_t index, const unsigned char *src,
       return r;
     slot_lock (s);
     slot_swap (zram, s, &val, &old);
-    slot_touch (&zram->table, index, slot_now ());
+    slot_touch (&zram->table, index, now);
     slot_unlock (s);
   }
   else {
@@ -324,7 +326,7 @@ write_block (struct zram *zram, uint64_t index, const unsigned char *src,
       return r;
     }
     slot_swap (zram, s, &val, &old);
-    slot_touch (&zram->table, index, slot_now ());
+    slot_touch (&zram->table, index, now);
     slot_unlock (s);
   }
   release_old (zram, &old);
@@ -366,11 +368,13 @@ rw_range (struct zram *zram, enum io_op op, unsigned char *buf,
 {
   unsigned char *p = buf;
   uint64_t start;
+  slot_time now;
   int r = check_range (zram, count, offset);
 
   if (r < 0)
     return r;
   start = io_start (&zram->stats);
+  now = slot_now ();
   while (count > 0) {
     uint32_t off = offset & (ZRAM_BLOCK_SIZE - 1);
     uint32_t n = ZRAM_BLOCK_SIZE - off;
@@ -379,12 +383,12 @@ rw_range (struct zram *zram, enum io_op op, unsigned char *buf,
     if (n > count)
       n = count;
     if (op == IO_READ) {
-      r = read_block (zram, index, p, off, n);
+      r = read_block (zram, index, p, off, n, now);
       if (r < 0)
         STAT_INC (&zram->stats, failed_reads);
     }
     else {
-      r = write_block (zram, index, p, off, n);
+      r = write_block (zram, index, p, off, n, now);
       if (r < 0)
         STAT_INC (&zram->stats, failed_writes);
     }
@@ -452,7 +456,8 @@ discard_range (struct zram *zram, uint32_t count, uint64_t offset, bool zero)
     else if (zero &&
              !table_slot_hole_unlocked (&zram->table,
                                         offset >> ZRAM_BLOCK_SHIFT)) {
-      r = write_block (zram, offset >> ZRAM_BLOCK_SHIFT, zeroes, off, n);
+      r = write_block (zram, offset >> ZRAM_BLOCK_SHIFT, zeroes, off, n,
+                       slot_now ());
       if (r < 0) {
         STAT_INC (&zram->stats, failed_writes);
         break;
