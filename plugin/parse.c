@@ -106,3 +106,12 @@ zram_parse_bool (const char *s, bool *out)
     }
   return -EINVAL;
 }
+
+int
+zram_parse_auto_bool (const char *s, bool *is_auto, bool *on)
+{
+  *is_auto = strcasecmp (s, "auto") == 0;
+  if (*is_auto)
+    return 0;
+  return zram_parse_bool (s, on);
+}

@@ -38,4 +38,9 @@ int zram_parse_size_arg (const char *s, uint64_t *out);
  */
 int zram_parse_bool (const char *s, bool *out);
 
+/* A front end's switch: "auto" (*is_auto true), or a boolean as
+ * zram_parse_bool takes it (*on).  -EINVAL for anything else.
+ */
+int zram_parse_auto_bool (const char *s, bool *is_auto, bool *on);
+
 #endif /* UZRAM_PARSE_H */

@@ -70,7 +70,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -96,14 +95,11 @@ NBDKIT_DLL_PUBLIC int zram_debug_ublk_tag_buffers;
 int
 ublk_parse_mode (const char *s, enum ublk_mode *mode)
 {
-  bool on;
+  bool is_auto, on;
 
-  if (strcasecmp (s, "auto") == 0)
-    *mode = UBLK_AUTO;
-  else if (zram_parse_bool (s, &on) == 0)
-    *mode = on ? UBLK_ON : UBLK_OFF;
-  else
+  if (zram_parse_auto_bool (s, &is_auto, &on) < 0)
     return -1;
+  *mode = is_auto ? UBLK_AUTO : on ? UBLK_ON : UBLK_OFF;
   return 0;
 }
 

@@ -76,7 +76,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -111,14 +110,11 @@
 int
 uring_parse_mode (const char *s, enum uring_mode *mode)
 {
-  bool on;
+  bool is_auto, on;
 
-  if (strcasecmp (s, "auto") == 0)
-    *mode = URING_AUTO;
-  else if (zram_parse_bool (s, &on) == 0)
-    *mode = on ? URING_ON : URING_OFF;
-  else
+  if (zram_parse_auto_bool (s, &is_auto, &on) < 0)
     return -1;
+  *mode = is_auto ? URING_AUTO : on ? URING_ON : URING_OFF;
   return 0;
 }
 
