@@ -26,6 +26,9 @@
 #                        either side; fail on the first difference.
 # - fio_verify BSRANGE   fio randwrite with crc32c verify, depth 32, on
 #                        $loop; fail on any error.
+# - enable_fuse_uring    FUSE over io_uring on for this test (enable_uring=Y),
+#                        back as it was at exit; skip where the kernel or
+#                        the plugin lacks it, or the setting is not ours.
 need_tool nbdkit nbdsh losetup timeout
 
 # The comp_algorithm file's bytes with the algorithms of this build and
@@ -249,4 +252,19 @@ wait_ring_threads ()
     local want=$(( $2 * $(possible_cpus) ))
     wait_for 20 eval '[ "$(ring_thread_count '"$1"')" -ge '"$want"' ]' ||
         fail "nbdkit has $(ring_thread_count "$1") ring threads (zram-ring*) 20 s after mounting, expected $want: the rings were not set up"
+}
+
+enable_fuse_uring ()
+{
+    local param=/sys/module/fuse/parameters/enable_uring old
+    [ -e "$param" ] ||
+        skip_test "this kernel has no FUSE over io_uring ($param is missing: CONFIG_FUSE_IO_URING, Linux 6.14+)"
+    nbdkit "$PLUGIN" --dump-plugin | grep -qx 'zram_uring=yes' ||
+        skip_test "the plugin was built without liburing (install liburing-dev and rebuild)"
+    [ -w "$param" ] || skip_test "$param is not writable (needs root)"
+    old=$(cat "$param")
+    # Registered before the test's own clean-ups, so it runs last, once
+    # nbdkit is gone.
+    cleanup_fn "echo $old > $param"
+    echo Y > "$param"
 }

@@ -11,15 +11,7 @@ source "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
 source "$top_srcdir/tests/control-lib.sh"
 need_tool fio taskset
 
-param=/sys/module/fuse/parameters/enable_uring
-[ -e "$param" ] ||
-    skip_test "this kernel has no FUSE over io_uring ($param is missing: CONFIG_FUSE_IO_URING, Linux 6.14+)"
-nbdkit "$PLUGIN" --dump-plugin | grep -qx 'zram_uring=yes' ||
-    skip_test "the plugin was built without liburing (install liburing-dev and rebuild)"
-[ -w "$param" ] || skip_test "$param is not writable (needs root)"
-old=$(cat "$param")
-cleanup_fn "echo $old > $param"
-echo Y > "$param"
+enable_fuse_uring
 
 log=$tmpdir/nbdkit.log
 start_ctl -- size=128M uring=on 2>"$log"
