@@ -871,10 +871,21 @@ queue_thread (void *arg)
     }
     pair = n >= 2 && writes > 0;
   }
-  if (failure && !stop)
+  if (failure && !stop) {
     ring_failed (q, failure);
-  /* Answers still queued go to the kernel before the ring closes. */
-  io_uring_submit (&q->ring);
+    /* The abort ends what the kernel had given this ring's entries, but
+     * not a request it had routed here and not yet copied in: with
+     * DEFER_TASKRUN that copy waits for this thread to ask for
+     * completions, which it never will.  Closing the ring runs it as
+     * cancelled, which ends the request (else a client waits until nbdkit
+     * exits).  The thread that issues is the one that closes.
+     */
+    io_uring_queue_exit (&q->ring);
+    q->ring_ok = false;
+  }
+  else
+    /* Answers still queued go to the kernel before the ring closes. */
+    io_uring_submit (&q->ring);
   if (u->debug)
     nbdkit_debug ("control: FUSE over io_uring: queue %u ends (%s)",
                   q->qid, stop ? "stopped" : failure ? "failed"
