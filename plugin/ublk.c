@@ -34,8 +34,9 @@
  *
  * Ours: one queue per CPU, each served by its own thread with its own
  * ring, pinned to the queue's CPUs (GET_QUEUE_AFFINITY), marked
- * PR_SET_IO_FLUSHER: swap on /dev/ublkbN reclaims memory through these
- * threads, so their own allocations must not wait for that reclaim.
+ * I/O flushers (io_flusher.h): swap on /dev/ublkbN reclaims memory
+ * through these threads, so their own allocations must not wait for that
+ * reclaim.
  * Nothing is allocated on the I/O path: the buffers are mapped when the
  * queue starts.  A thread serves every completed command of a batch, then
  * submits all the commits in the io_uring_enter that waits for the next.
@@ -74,7 +75,6 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -82,6 +82,7 @@
 #include <nbdkit-plugin.h>
 
 #include "engine.h"
+#include "io_flusher.h"
 #include "parse.h"
 #include "ublk.h"
 
@@ -239,19 +240,6 @@ ublk_unusable (void)
     return NULL;
   return "the kernel has no ublk (" UBLK_CONTROL " is missing and "
     "ublk_drv does not load)";
-}
-
-/* PR_SET_IO_FLUSHER: see the top of the file. */
-static void
-set_io_flusher (void)
-{
-  static atomic_bool said;
-
-  if (prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0) == -1 &&
-      !atomic_exchange (&said, true))
-    nbdkit_debug ("ublk: prctl PR_SET_IO_FLUSHER: %m "
-                  "(swap on the device could deadlock under memory "
-                  "pressure)");
 }
 
 /* One admin command on /dev/ublk-control; the kernel's result (0 or
@@ -421,7 +409,7 @@ queue_thread (void *arg)
   bool stopping = false;
   int r;
 
-  set_io_flusher ();
+  io_flusher ();
   if (q->have_cpus)
     pthread_setaffinity_np (pthread_self (), sizeof q->cpus, &q->cpus);
   /* One more entry than tags, for the stop poll. */

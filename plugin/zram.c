@@ -14,7 +14,7 @@
  * `disk` file and its I/O-flusher threads are the control filesystem's.
  * nbdkit's own worker threads, which serve NBD clients (nbd-client,
  * nbdfuse: swap on `--via nbd` and `--via nbdfuse`), mark themselves
- * I/O flushers on their first request (io_flusher).
+ * I/O flushers on their first request (io_flusher.h).
  * ublk=on|auto adds a third front end, /dev/ublkbN (ublk.c), which holds
  * the engine while it exists and goes away before a reset.
  *
@@ -31,13 +31,13 @@
 #include <string.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <time.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include "engine.h"
+#include "io_flusher.h"
 #include "parse.h"
 #include "zsmalloc.h"
 #include "control/control.h"
@@ -223,6 +223,7 @@ zram_config (const char *key, const char *value)
 static int
 zram_config_complete (void)
 {
+  io_flusher_set_swap (mlock_all);
   if (control_dir && control_check_dir (control_dir) == -1)
     return -1;
   return 0;
@@ -441,39 +442,6 @@ zram_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
   *preferred = ZRAM_BLOCK_SIZE;
   *maximum = MAX_REQUEST;
   return 0;
-}
-
-#ifndef PR_SET_IO_FLUSHER
-#define PR_SET_IO_FLUSHER 57
-#endif
-
-/* PR_SET_IO_FLUSHER (Linux 5.6) on each thread that serves a request, on
- * its first: nbdkit starts its worker threads itself, so this is the
- * first point where the plugin runs on them.  A thread serving swap I/O
- * that allocates memory must not itself wait on reclaim, which may be
- * waiting on that very I/O.  It needs CAP_SYS_RESOURCE; without it the
- * device works, but swap on it may deadlock under memory pressure, so
- * that is an error in the log (once) where mlock=true says it is swap,
- * else a debug message.
- */
-static void
-io_flusher (void)
-{
-  static __thread bool done;
-  static atomic_bool said;
-
-  if (done)
-    return;
-  done = true;
-  if (prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0) == 0 ||
-      atomic_exchange (&said, true))
-    return;
-  if (mlock_all)
-    nbdkit_error ("prctl PR_SET_IO_FLUSHER: %m (needs CAP_SYS_RESOURCE): "
-                  "swap on this device may deadlock under memory pressure");
-  else
-    nbdkit_debug ("prctl PR_SET_IO_FLUSHER: %m (swap on this device "
-                  "could deadlock under memory pressure)");
 }
 
 /* Writes refused at mem_limit (ENOSPC) or for want of memory (ENOMEM)

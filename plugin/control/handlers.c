@@ -22,10 +22,10 @@
  * uncompressed copy sits in the page cache.  An open `disk` holds the
  * device (zram_get) until release, so reset is EBUSY meanwhile.
  *
- * Workers that serve `disk` mark themselves PR_SET_IO_FLUSHER so that
- * swap on a loop device over `disk` does not recurse into reclaim.  A
- * read of `disk` goes straight into the transport's reply buffer where it
- * has one (uring_reply_buffer).
+ * Workers that serve `disk` mark themselves I/O flushers (io_flusher.h)
+ * so that swap on a loop device over `disk` does not recurse into
+ * reclaim.  A read of `disk` goes straight into the transport's reply
+ * buffer where it has one (uring_reply_buffer).
  *
  * Locks: an attr_handle's lock guards its snapshot.  It is not held
  * across an engine call that can wait for I/O: show functions read the engine's
@@ -55,7 +55,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -64,10 +63,7 @@
 
 #include "attrs.h"
 #include "engine.h"
-
-#ifndef PR_SET_IO_FLUSHER
-#define PR_SET_IO_FLUSHER 57
-#endif
+#include "io_flusher.h"
 
 /* Requests of up to 1 MiB: libfuse's receive buffer is 256 pages, and a
  * loop device splits nothing smaller.
@@ -183,25 +179,6 @@ attr_refresh (struct control *c, struct attr_handle *h)
   h->text = text;
   h->len = n;
   return 0;
-}
-
-/* PR_SET_IO_FLUSHER, once per worker thread (Linux 5.6; needs
- * CAP_SYS_RESOURCE).  Without it swap over `disk` may deadlock in reclaim,
- * but everything else works, so a refusal is only a debug message.
- */
-static void
-set_io_flusher (void)
-{
-  static __thread bool done;
-  static atomic_bool said;
-
-  if (done)
-    return;
-  done = true;
-  if (prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0) == -1 &&
-      !atomic_exchange (&said, true))
-    nbdkit_debug ("control: prctl PR_SET_IO_FLUSHER: %m "
-                  "(swap on `disk` could deadlock under memory pressure)");
 }
 
 /* Per worker thread: one buffer for `disk` reads, as large as the largest
@@ -473,7 +450,7 @@ disk_read (fuse_req_t req, struct control *c, size_t size, off_t off)
   void *buf;
   int r;
 
-  set_io_flusher ();
+  io_flusher ();
   if (off < 0 || (uint64_t) off >= disksize || size == 0) {
     fuse_reply_buf (req, NULL, 0);              /* end of the device */
     return;
@@ -542,7 +519,7 @@ disk_write (fuse_req_t req, struct control *c, const char *buf, size_t size,
   uint64_t disksize = zram_disksize (c->zram);
   int r;
 
-  set_io_flusher ();
+  io_flusher ();
   if (size == 0) {
     fuse_reply_write (req, 0);
     return;
@@ -647,7 +624,7 @@ ctl_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
   (void) fi;
   /* close(2) of `disk`: the engine's flush, as an NBD flush would. */
   if (ino == DISK_INO) {
-    set_io_flusher ();
+    io_flusher ();
     r = zram_flush (c->zram);
   }
   fuse_reply_err (req, r < 0 ? -r : 0);
@@ -708,7 +685,7 @@ ctl_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
     fuse_reply_err (req, EOPNOTSUPP);
     return;
   }
-  set_io_flusher ();
+  io_flusher ();
   if (off < 0 || len <= 0) {
     fuse_reply_err (req, EINVAL);
     return;

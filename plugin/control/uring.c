@@ -78,7 +78,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
@@ -103,6 +102,7 @@
 #include <nbdkit-plugin.h>
 
 #include "control/uring.h"
+#include "io_flusher.h"
 #include "parse.h"
 
 #define ENABLE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
@@ -784,8 +784,8 @@ queue_thread (void *arg)
     snprintf (name, sizeof name, "zram-ring%u", q->idx);
     pthread_setname_np (pthread_self (), name);
   }
-  /* As control.c's set_io_flusher, for swap on `disk`. */
-  prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0);
+  /* As the handlers' threads, for swap on `disk`. */
+  io_flusher ();
 
   /* Debian's liburing 2.3 declares io_uring_enable_rings but does not
    * export it: the system call, then.
