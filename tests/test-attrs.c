@@ -23,64 +23,9 @@
 #include "comp.h"
 #include "engine.h"
 #include "testlib.h"
+#include "attrlib.h"
 
 #define BS ZRAM_BLOCK_SIZE
-
-
-static struct zram *zram;
-
-static const struct zram_attr *
-attr (const char *name)
-{
-  const struct zram_attr *a = zram_attr_find (name);
-
-  if (!a) {
-    fprintf (stderr, "FAIL: no attribute %s\n", name);
-    exit (1);
-  }
-  return a;
-}
-
-/* The attribute's whole text, in a static buffer. */
-static const char *
-show (const char *name)
-{
-  static char buf[65536];
-  ssize_t n = attr (name)->show (zram, buf, sizeof buf);
-
-  CHECK (n >= 0 && (size_t) n < sizeof buf);
-  return buf;
-}
-
-static void
-expect_show (const char *name, const char *want)
-{
-  const char *got = show (name);
-
-  if (strcmp (got, want) != 0) {
-    fprintf (stderr, "FAIL: %s is \"%s\", expected \"%s\"\n", name, got, want);
-    exit (1);
-  }
-}
-
-static ssize_t
-store (const char *name, const char *value)
-{
-  return attr (name)->store (zram, value, strlen (value));
-}
-
-static void
-expect_store (const char *name, const char *value, int want)
-{
-  ssize_t r = store (name, value);
-  ssize_t w = want ? -want : (ssize_t) strlen (value);
-
-  if (r != w) {
-    fprintf (stderr, "FAIL: store \"%s\" to %s gave %zd, expected %zd\n",
-             value, name, r, w);
-    exit (1);
-  }
-}
 
 static uint64_t
 mm_field (int n)

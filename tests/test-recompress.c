@@ -27,52 +27,9 @@
 #include "engine.h"
 #define TESTLIB_SEED 0x13198a2e03707344
 #include "testlib.h"
+#include "attrlib.h"
 
 #define BS ZRAM_BLOCK_SIZE
-
-static struct zram *zram;
-
-static ssize_t
-store (const char *name, const char *value)
-{
-  const struct zram_attr *a = zram_attr_find (name);
-
-  if (a == NULL || a->store == NULL)
-    FAIL ("no writable attribute %s", name);
-  return a->store (zram, value, strlen (value));
-}
-
-static void
-expect_store (const char *name, const char *value, int want)
-{
-  ssize_t r = store (name, value);
-  ssize_t w = want ? -want : (ssize_t) strlen (value);
-
-  if (r != w)
-    FAIL ("store \"%s\" to %s gave %zd, expected %zd", value, name, r, w);
-}
-
-static const char *
-show (const char *name)
-{
-  static char buf[8192];
-  const struct zram_attr *a = zram_attr_find (name);
-  ssize_t n;
-
-  CHECK (a && a->show);
-  n = a->show (zram, buf, sizeof buf);
-  CHECK (n >= 0 && (size_t) n < sizeof buf);
-  return buf;
-}
-
-static struct zram_stats
-stats (void)
-{
-  struct zram_stats st;
-
-  zram_get_stats (zram, &st);
-  return st;
-}
 
 static struct zram_test_slot
 slot (uint64_t index)
@@ -187,7 +144,7 @@ test_listing_and_errors (void)
   char want[2048], l1[512], l2[512], l3[512], name[200];
 
   CHECK_EQ (zram_reset (zram), 0);
-  CHECK (strcmp (show ("recomp_algorithm"), "") == 0);
+  expect_show ("recomp_algorithm", "");
 
   /* recompress on an uninitialised device: EINVAL. */
   expect_store ("recompress", "type=idle", EINVAL);
@@ -209,7 +166,7 @@ test_listing_and_errors (void)
   memset (name + 5, 'z', 150);
   name[155] = '\0';
   expect_store ("recomp_algorithm", name, E2BIG);
-  CHECK (strcmp (show ("recomp_algorithm"), "") == 0);
+  expect_show ("recomp_algorithm", "");
 
   /* The listing: one line per priority set, in priority order. */
   expect_store ("recomp_algorithm", "algo=lz4 priority=3\n", 0);
@@ -217,18 +174,16 @@ test_listing_and_errors (void)
   listing_line (l1, sizeof l1, 1, "zstd");
   listing_line (l3, sizeof l3, 3, "lz4");
   snprintf (want, sizeof want, "%s%s", l1, l3);
-  if (strcmp (show ("recomp_algorithm"), want) != 0)
-    FAIL ("recomp_algorithm is \"%s\", expected \"%s\"",
-          show ("recomp_algorithm"), want);
+  expect_show ("recomp_algorithm", want);
   expect_store ("recomp_algorithm", "algo=deflate priority=2", 0);
   listing_line (l2, sizeof l2, 2, "deflate");
   snprintf (want, sizeof want, "%s%s%s", l1, l2, l3);
-  CHECK (strcmp (show ("recomp_algorithm"), want) == 0);
+  expect_show ("recomp_algorithm", want);
   /* Setting a priority again replaces it. */
   expect_store ("recomp_algorithm", "algo=lz4hc priority=2", 0);
   listing_line (l2, sizeof l2, 2, "lz4hc");
   snprintf (want, sizeof want, "%s%s%s", l1, l2, l3);
-  CHECK (strcmp (show ("recomp_algorithm"), want) == 0);
+  expect_show ("recomp_algorithm", want);
   /* algorithm_params' algo= finds a recompression algorithm now. */
   expect_store ("algorithm_params", "algo=lz4hc level=9", 0);
   expect_store ("algorithm_params", "algo=nosuch level=9", EINVAL);
@@ -236,7 +191,7 @@ test_listing_and_errors (void)
   /* recompress's parse errors, before the device's. */
   expect_store ("disksize", "1M", 0);
   expect_store ("recomp_algorithm", "algo=zstd", EBUSY);
-  CHECK (strcmp (show ("recomp_algorithm"), want) == 0);
+  expect_show ("recomp_algorithm", want);
   expect_store ("recompress", "type", EINVAL);
   expect_store ("recompress", "type=", EINVAL);
   expect_store ("recompress", "type=cold", EINVAL);
@@ -267,7 +222,7 @@ test_listing_and_errors (void)
 
   /* reset clears the recompression algorithms: then no priority has one. */
   CHECK_EQ (zram_reset (zram), 0);
-  CHECK (strcmp (show ("recomp_algorithm"), "") == 0);
+  expect_show ("recomp_algorithm", "");
   expect_store ("disksize", "1M", 0);
   expect_store ("recompress", "type=idle", EINVAL);
   expect_store ("recompress", "priority=1", EINVAL);

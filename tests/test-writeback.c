@@ -31,48 +31,13 @@
 #include "engine.h"
 #define TESTLIB_SEED 0x9e3779b97f4a7c15
 #include "testlib.h"
+#include "attrlib.h"
 
 #define BS ZRAM_BLOCK_SIZE
 #define NR_BLOCKS 256                   /* the device: 1 MiB */
 #define BACKING_BLOCKS 65               /* block 0 is never used: 64 */
 
-static struct zram *z;
 static char backing[] = "/var/tmp/uzram-test-writeback.XXXXXX";
-static char showbuf[1 << 20];
-
-static ssize_t
-store (const char *name, const char *value)
-{
-  const struct zram_attr *a = zram_attr_find (name);
-
-  CHECK (a && a->store);
-  return a->store (z, value, strlen (value));
-}
-
-#define STORE_OK(name, value) \
-  CHECK_EQ (store (name, value), (ssize_t) strlen (value))
-#define STORE_ERR(name, value, err) CHECK_EQ (store (name, value), -(err))
-
-static const char *
-show (const char *name)
-{
-  const struct zram_attr *a = zram_attr_find (name);
-  ssize_t n;
-
-  CHECK (a && a->show);
-  n = a->show (z, showbuf, sizeof showbuf);
-  CHECK (n >= 0 && (size_t) n < sizeof showbuf);
-  return showbuf;
-}
-
-static struct zram_stats
-stats (void)
-{
-  struct zram_stats st;
-
-  zram_get_stats (z, &st);
-  return st;
-}
 
 /* bd_stat's three numbers. */
 static void
@@ -133,7 +98,7 @@ static void
 write_block (unsigned i, int kind, uint64_t seed)
 {
   make_block (i, kind, seed);
-  CHECK_EQ (zram_write (z, shadow[i], BS, (uint64_t) i * BS), 0);
+  CHECK_EQ (zram_write (zram, shadow[i], BS, (uint64_t) i * BS), 0);
 }
 
 /* Every block against the shadow, whole and in an unaligned piece. */
@@ -144,10 +109,10 @@ check_all (void)
   unsigned i;
 
   for (i = 0; i < NR_BLOCKS; i++) {
-    CHECK_EQ (zram_read (z, buf, BS, (uint64_t) i * BS), 0);
+    CHECK_EQ (zram_read (zram, buf, BS, (uint64_t) i * BS), 0);
     if (memcmp (buf, shadow[i], BS) != 0)
       FAIL ("block %u differs", i);
-    CHECK_EQ (zram_read (z, buf, 100, (uint64_t) i * BS + 1000), 0);
+    CHECK_EQ (zram_read (zram, buf, 100, (uint64_t) i * BS + 1000), 0);
     if (memcmp (buf, shadow[i] + 1000, 100) != 0)
       FAIL ("block %u's piece differs", i);
   }
@@ -169,20 +134,20 @@ init (void)
   char path[sizeof backing + 1];
 
   make_backing (BACKING_BLOCKS);
-  STORE_OK ("backing_dev", backing);
+  expect_store ("backing_dev", backing, 0);
   snprintf (path, sizeof path, "%s\n", backing);
-  CHECK (strcmp (show ("backing_dev"), path) == 0);
-  STORE_OK ("disksize", "1M");
-  CHECK (zram_get (z) == 0);
+  expect_show ("backing_dev", path);
+  expect_store ("disksize", "1M", 0);
+  CHECK (zram_get (zram) == 0);
   memset (shadow, 0, sizeof shadow);
 }
 
 static void
 reset (void)
 {
-  zram_put (z);
-  STORE_OK ("reset", "1");
-  CHECK (strcmp (show ("backing_dev"), "none\n") == 0);
+  zram_put (zram);
+  expect_store ("reset", "1", 0);
+  expect_show ("backing_dev", "none\n");
 }
 
 /* --- The ABI's errors --- */
@@ -190,40 +155,40 @@ reset (void)
 static void
 test_errors (void)
 {
-  CHECK (strcmp (show ("backing_dev"), "none\n") == 0);
-  CHECK (strcmp (show ("bd_stat"), "       0        0        0\n") == 0);
-  CHECK (strcmp (show ("writeback_limit_enable"), "0\n") == 0);
-  CHECK (strcmp (show ("writeback_limit"), "0\n") == 0);
-  STORE_ERR ("writeback", "idle", EINVAL);        /* uninitialised */
-  STORE_ERR ("backing_dev", "/nonexistent/file", ENOENT);
-  STORE_ERR ("backing_dev", "/dev/null", ENOTBLK);
-  STORE_ERR ("writeback_limit", "x", EINVAL);
-  STORE_ERR ("writeback_limit_enable", "-1", EINVAL);
+  expect_show ("backing_dev", "none\n");
+  expect_show ("bd_stat", "       0        0        0\n");
+  expect_show ("writeback_limit_enable", "0\n");
+  expect_show ("writeback_limit", "0\n");
+  expect_store ("writeback", "idle", EINVAL);        /* uninitialised */
+  expect_store ("backing_dev", "/nonexistent/file", ENOENT);
+  expect_store ("backing_dev", "/dev/null", ENOTBLK);
+  expect_store ("writeback_limit", "x", EINVAL);
+  expect_store ("writeback_limit_enable", "-1", EINVAL);
 
-  STORE_OK ("disksize", "1M");
-  STORE_ERR ("writeback", "idle", ENODEV);
-  STORE_ERR ("writeback", "page_index=0", ENODEV);
-  STORE_ERR ("backing_dev", backing, EBUSY);
-  STORE_OK ("reset", "1");
+  expect_store ("disksize", "1M", 0);
+  expect_store ("writeback", "idle", ENODEV);
+  expect_store ("writeback", "page_index=0", ENODEV);
+  expect_store ("backing_dev", backing, EBUSY);
+  expect_store ("reset", "1", 0);
 
   init ();
   write_block (3, 1, 3);
-  STORE_ERR ("backing_dev", backing, EBUSY);
-  STORE_ERR ("writeback", "bogus", EINVAL);
-  STORE_ERR ("writeback", "type=bogus", EINVAL);
-  STORE_ERR ("writeback", "page_index=x", EINVAL);
-  STORE_ERR ("writeback", "page_indexes=5", EINVAL);
-  STORE_ERR ("writeback", "page_index=256", ERANGE);
-  STORE_ERR ("writeback", "page_indexes=5-256", ERANGE);
-  STORE_ERR ("writeback", "page_indexes=256-300", ERANGE);
-  STORE_ERR ("writeback", "page_indexes=6-5", ERANGE);
+  expect_store ("backing_dev", backing, EBUSY);
+  expect_store ("writeback", "bogus", EINVAL);
+  expect_store ("writeback", "type=bogus", EINVAL);
+  expect_store ("writeback", "page_index=x", EINVAL);
+  expect_store ("writeback", "page_indexes=5", EINVAL);
+  expect_store ("writeback", "page_index=256", ERANGE);
+  expect_store ("writeback", "page_indexes=5-256", ERANGE);
+  expect_store ("writeback", "page_indexes=256-300", ERANGE);
+  expect_store ("writeback", "page_indexes=6-5", ERANGE);
   /* A bad argument after a good one: nothing is written back. */
-  STORE_ERR ("writeback", "page_index=3 page_index=999", ERANGE);
-  CHECK (strcmp (show ("bd_stat"), "       0        0        0\n") == 0);
+  expect_store ("writeback", "page_index=3 page_index=999", ERANGE);
+  expect_show ("bd_stat", "       0        0        0\n");
   /* Names zram does not know are ignored. */
-  STORE_OK ("writeback", "colour=blue");
-  STORE_OK ("writeback", "huge\n");
-  CHECK (strcmp (show ("bd_stat"), "       0        0        0\n") == 0);
+  expect_store ("writeback", "colour=blue", 0);
+  expect_store ("writeback", "huge\n", 0);
+  expect_show ("bd_stat", "       0        0        0\n");
   check_all ();
   reset ();
 }
@@ -256,10 +221,10 @@ test_types (void)
   CHECK (strcmp (block_flags (150, NULL), "") == 0);
 
   /* huge_idle takes none: nothing is idle yet. */
-  STORE_OK ("writeback", "huge_idle");
+  expect_store ("writeback", "huge_idle", 0);
   bd_stat (&c, &r, &w);
   CHECK_EQ (c, 0);
-  STORE_OK ("writeback", "type=huge");
+  expect_store ("writeback", "type=huge", 0);
   bd_stat (&c, &r, &w);
   CHECK_EQ (c, huge);
   CHECK_EQ (w, huge);
@@ -292,11 +257,11 @@ test_types (void)
    * zram's mark_idle; writeback idle takes the compressible ones, then
    * the device holds 64.
    */
-  STORE_OK ("idle", "all");
+  expect_store ("idle", "all", 0);
   CHECK (strcmp (block_flags (0, NULL), ".w....") == 0);
   CHECK (strcmp (block_flags (90, NULL), "s.....") == 0);
   CHECK (strcmp (block_flags (50, NULL), "...i..") == 0);
-  STORE_ERR ("writeback", "idle", ENOSPC);
+  expect_store ("writeback", "idle", ENOSPC);
   bd_stat (&c, &r, &w);
   CHECK_EQ (c, BACKING_BLOCKS - 1);
   CHECK_EQ (stats ().bd_writes, BACKING_BLOCKS - 1);
@@ -308,11 +273,11 @@ test_types (void)
    */
   write_block (0, 1, 1000);
   CHECK_EQ (stats ().bd_count, BACKING_BLOCKS - 2);
-  CHECK_EQ (zram_discard (z, BS, 1 * BS), 0);
+  CHECK_EQ (zram_discard (zram, BS, 1 * BS), 0);
   make_block (1, 0, 0);
   CHECK_EQ (stats ().bd_count, BACKING_BLOCKS - 3);
   memset (shadow[2] + 10, 0x77, 20);
-  CHECK_EQ (zram_write (z, shadow[2] + 10, 20, 2 * BS + 10), 0);
+  CHECK_EQ (zram_write (zram, shadow[2] + 10, 20, 2 * BS + 10), 0);
   CHECK_EQ (stats ().bd_count, BACKING_BLOCKS - 4);
   check_all ();
 
@@ -320,12 +285,12 @@ test_types (void)
    * that is in memory, repeated, and stop when full.
    */
   CHECK (strcmp (block_flags (0, NULL), "......") == 0);
-  STORE_OK ("writeback", "page_index=0 page_index=0 page_indexes=2-2");
+  expect_store ("writeback", "page_index=0 page_index=0 page_indexes=2-2", 0);
   CHECK_EQ (stats ().bd_count, BACKING_BLOCKS - 2);
   CHECK (strcmp (block_flags (0, NULL), ".w....") == 0);
-  STORE_OK ("writeback", "page_index=90");       /* same-filled: skipped */
+  expect_store ("writeback", "page_index=90", 0);       /* same-filled: skipped */
   CHECK_EQ (stats ().bd_count, BACKING_BLOCKS - 2);
-  STORE_ERR ("writeback", "page_indexes=60-99", ENOSPC);
+  expect_store ("writeback", "page_indexes=60-99", ENOSPC);
   CHECK_EQ (stats ().bd_count, BACKING_BLOCKS - 1);
   check_all ();
 
@@ -333,7 +298,7 @@ test_types (void)
   reset ();
   init ();
   write_block (7, 2, 7);
-  STORE_OK ("writeback", "page_index=7");
+  expect_store ("writeback", "page_index=7", 0);
   bd_stat (&c, &r, &w);
   CHECK_EQ (c, 1);
   CHECK_EQ (w, 1);
@@ -351,21 +316,21 @@ test_limit (void)
   init ();
   for (i = 0; i < 10; i++)
     write_block (i, 2, i + 500);
-  STORE_OK ("writeback_limit", "3");
-  CHECK (strcmp (show ("writeback_limit"), "3\n") == 0);
+  expect_store ("writeback_limit", "3", 0);
+  expect_show ("writeback_limit", "3\n");
   /* Not enabled: no effect. */
-  STORE_OK ("writeback", "page_index=9");
-  CHECK (strcmp (show ("writeback_limit"), "3\n") == 0);
-  STORE_OK ("writeback_limit_enable", "7\n");   /* any non-zero */
-  CHECK (strcmp (show ("writeback_limit_enable"), "1\n") == 0);
-  STORE_ERR ("writeback", "huge", EIO);
+  expect_store ("writeback", "page_index=9", 0);
+  expect_show ("writeback_limit", "3\n");
+  expect_store ("writeback_limit_enable", "7\n", 0);   /* any non-zero */
+  expect_show ("writeback_limit_enable", "1\n");
+  expect_store ("writeback", "huge", EIO);
   CHECK_EQ (stats ().bd_count, 4);
-  CHECK (strcmp (show ("writeback_limit"), "0\n") == 0);
-  STORE_ERR ("writeback", "page_index=8", EIO);
+  expect_show ("writeback_limit", "0\n");
+  expect_store ("writeback", "page_index=8", EIO);
   /* Nothing selected: no error even with the limit used up. */
-  STORE_OK ("writeback", "page_index=200");
-  STORE_OK ("writeback_limit_enable", "0");
-  STORE_OK ("writeback", "huge");
+  expect_store ("writeback", "page_index=200", 0);
+  expect_store ("writeback_limit_enable", "0", 0);
+  expect_store ("writeback", "huge", 0);
   CHECK_EQ (stats ().bd_count, 10);
   check_all ();
   reset ();
@@ -379,26 +344,26 @@ test_idle_age (void)
   init ();
   write_block (1, 1, 1);
   write_block (2, 3, 2);
-  STORE_ERR ("idle", "soon", EINVAL);
-  STORE_ERR ("idle", "-5", EINVAL);
-  STORE_OK ("idle", "3600");
+  expect_store ("idle", "soon", EINVAL);
+  expect_store ("idle", "-5", EINVAL);
+  expect_store ("idle", "3600", 0);
   CHECK (strcmp (block_flags (1, NULL), "......") == 0);
   sleep (2);
   write_block (2, 3, 2);
-  STORE_OK ("idle", "1\n");
+  expect_store ("idle", "1\n", 0);
   CHECK (strcmp (block_flags (1, NULL), "...i..") == 0);
   CHECK (strcmp (block_flags (2, NULL), "s.....") == 0);
   write_block (1, 1, 1);
   CHECK (strcmp (block_flags (1, NULL), "......") == 0);
-  STORE_OK ("idle", "0x0");                     /* 0 (base 0): all */
+  expect_store ("idle", "0x0", 0);                     /* 0 (base 0): all */
   CHECK (strcmp (block_flags (1, NULL), "...i..") == 0);
   CHECK (strcmp (block_flags (2, NULL), "s.....") == 0);
   /* A read makes a block young. */
   check_all ();
   CHECK (strcmp (block_flags (1, NULL), "......") == 0);
   reset ();
-  STORE_ERR ("idle", "all", EINVAL);
-  STORE_ERR ("idle", "10", EINVAL);
+  expect_store ("idle", "all", EINVAL);
+  expect_store ("idle", "10", EINVAL);
 }
 
 /* --- Backing I/O errors --- */
@@ -414,11 +379,11 @@ test_io_errors (void)
   init ();
   for (i = 0; i < 20; i++)
     write_block (i, 2, i + 900);
-  STORE_OK ("writeback", "page_indexes=10-19");
+  expect_store ("writeback", "page_indexes=10-19", 0);
   CHECK (truncate (backing, 5 * BS) == 0);      /* blocks 1-4 stay */
   for (i = 0; i < 20; i++) {
     /* Blocks 10-13 are on backing blocks 1-4, the rest are gone. */
-    int r = zram_read (z, buf, BS, (uint64_t) i * BS);
+    int r = zram_read (zram, buf, BS, (uint64_t) i * BS);
 
     if (i >= 14) {
       CHECK_EQ (r, -EIO);
@@ -431,7 +396,7 @@ test_io_errors (void)
   CHECK_EQ (stats ().failed_reads, 6);
   /* An overwrite of a lost block works: the write needs no read. */
   write_block (15, 1, 15);
-  CHECK_EQ (zram_read (z, buf, BS, 15 * BS), 0);
+  CHECK_EQ (zram_read (zram, buf, BS, 15 * BS), 0);
   CHECK (memcmp (buf, shadow[15], BS) == 0);
   reset ();
 
@@ -447,7 +412,7 @@ test_io_errors (void)
   small = old;
   small.rlim_cur = 9 * BS;
   CHECK (setrlimit (RLIMIT_FSIZE, &small) == 0);
-  STORE_ERR ("writeback", "huge", EIO);
+  expect_store ("writeback", "huge", EIO);
   CHECK (setrlimit (RLIMIT_FSIZE, &old) == 0);
   CHECK_EQ (stats ().bd_writes, 8);
   CHECK_EQ (stats ().bd_count, 8);
@@ -465,21 +430,19 @@ test_policy (void)
   unsigned i;
   int r = 0;
 
-  CHECK (strcmp (show ("writeback_policy"),
-                 "writeback_idle=0 near_limit=0\n") == 0);
-  STORE_ERR ("writeback_policy", "", EINVAL);
-  STORE_ERR ("writeback_policy", "writeback_idle=x", EINVAL);
-  STORE_ERR ("writeback_policy", "near_limit=maybe", EINVAL);
-  STORE_ERR ("writeback_policy", "near_limit=1 colour=blue", EINVAL);
-  CHECK (strcmp (show ("writeback_policy"),
-                 "writeback_idle=0 near_limit=0\n") == 0);
+  expect_show ("writeback_policy", "writeback_idle=0 near_limit=0\n");
+  expect_store ("writeback_policy", "", EINVAL);
+  expect_store ("writeback_policy", "writeback_idle=x", EINVAL);
+  expect_store ("writeback_policy", "near_limit=maybe", EINVAL);
+  expect_store ("writeback_policy", "near_limit=1 colour=blue", EINVAL);
+  expect_show ("writeback_policy", "writeback_idle=0 near_limit=0\n");
 
   /* Off: a write past mem_limit is ENOSPC, as in zram. */
   init ();
-  STORE_OK ("mem_limit", "400K");
+  expect_store ("mem_limit", "400K", 0);
   for (i = 0; i < 150 && r == 0; i++) {
     make_block (i, 2, i + 3000);
-    r = zram_write (z, shadow[i], BS, (uint64_t) i * BS);
+    r = zram_write (zram, shadow[i], BS, (uint64_t) i * BS);
   }
   CHECK_EQ (r, -ENOSPC);
   make_block (i - 1, 0, 0);
@@ -490,8 +453,8 @@ test_policy (void)
    * (nothing is idle), and the data stays intact.
    */
   init ();
-  STORE_OK ("mem_limit", "400K");
-  STORE_OK ("writeback_policy", "near_limit=on\n");
+  expect_store ("mem_limit", "400K", 0);
+  expect_store ("writeback_policy", "near_limit=on\n", 0);
   for (i = 0; i < 150; i++)
     write_block (i, 2, i + 3000);
   CHECK (stats ().bd_count > 0);
@@ -499,16 +462,16 @@ test_policy (void)
   CHECK (stats ().mem_used_total <= 400 * 1024);
   check_all ();
   /* writeback_limit bounds it: used up, writes fail again. */
-  STORE_OK ("writeback_limit", "0");
-  STORE_OK ("writeback_limit_enable", "1");
+  expect_store ("writeback_limit", "0", 0);
+  expect_store ("writeback_limit_enable", "1", 0);
   r = 0;
   for (i = 150; i < 250 && r == 0; i++) {
     make_block (i, 2, i + 3000);
-    r = zram_write (z, shadow[i], BS, (uint64_t) i * BS);
+    r = zram_write (zram, shadow[i], BS, (uint64_t) i * BS);
   }
   CHECK_EQ (r, -ENOSPC);
   make_block (i - 1, 0, 0);
-  STORE_OK ("writeback_limit_enable", "0");
+  expect_store ("writeback_limit_enable", "0", 0);
   check_all ();
   reset ();
 
@@ -518,21 +481,21 @@ test_policy (void)
   init ();
   for (i = 0; i < 20; i++)
     write_block (i, 1, i + 4000);
-  STORE_OK ("writeback_policy", "writeback_idle=1 near_limit=0");
-  CHECK_EQ (zram_policy_start (z), 0);
+  expect_store ("writeback_policy", "writeback_idle=1 near_limit=0", 0);
+  CHECK_EQ (zram_policy_start (zram), 0);
   for (i = 0; i < 50 && stats ().bd_count < 19; i++) {
     static unsigned char buf[BS];
 
-    CHECK_EQ (zram_read (z, buf, BS, 0), 0);   /* block 0 stays hot */
+    CHECK_EQ (zram_read (zram, buf, BS, 0), 0);   /* block 0 stays hot */
     usleep (100000);
   }
-  zram_policy_stop (z);
+  zram_policy_stop (zram);
   CHECK_EQ (stats ().bd_count, 19);
   CHECK_EQ (stats ().policy_idle_writes, 19);
   CHECK (strcmp (block_flags (0, NULL), "......") == 0);
   CHECK (strcmp (block_flags (1, NULL), ".w....") == 0);
   check_all ();
-  STORE_OK ("writeback_policy", "writeback_idle=0");
+  expect_store ("writeback_policy", "writeback_idle=0", 0);
   reset ();
 }
 
@@ -577,17 +540,17 @@ race_io (void *arg)
       /* Over mem_limit with the backing file full the policy can't make
        * room: ENOSPC, and the block keeps what it had.
        */
-      r = zram_write (z, next, BS, off);
+      r = zram_write (zram, next, BS, off);
       CHECK (r == 0 || r == -ENOSPC);
       if (r == 0)
         memcpy (w, next, BS);
     }
     else if (op == 3) {
       memset (w, 0, BS);
-      CHECK_EQ (zram_discard (z, BS, off), 0);
+      CHECK_EQ (zram_discard (zram, BS, off), 0);
     }
     else {
-      CHECK_EQ (zram_read (z, buf, BS, off), 0);
+      CHECK_EQ (zram_read (zram, buf, BS, off), 0);
       if (memcmp (buf, w, BS) != 0)
         FAIL ("thread %u: block %u differs", t, first + j);
     }
@@ -604,12 +567,12 @@ race_wb (void *arg)
   while (!__atomic_load_n (&race_stop, __ATOMIC_RELAXED)) {
     ssize_t r;
 
-    CHECK_EQ (zram_mark_idle_all (z), 0);
+    CHECK_EQ (zram_mark_idle_all (zram), 0);
     r = store ("writeback", "idle");
     CHECK (r > 0 || r == -ENOSPC);
     r = store ("writeback", "page_indexes=0-71");
     CHECK (r > 0 || r == -ENOSPC);
-    zram_compact (z);
+    zram_compact (zram);
     CHECK (show ("block_state") != NULL);
     CHECK (show ("bd_stat") != NULL);
     __atomic_fetch_add (&wb_passes, 1, __ATOMIC_RELAXED);
@@ -625,9 +588,9 @@ test_races (void)
 
   init ();
   /* The policy's thread and its reclaim on the write path join in. */
-  STORE_OK ("mem_limit", "128K");
-  STORE_OK ("writeback_policy", "writeback_idle=1 near_limit=1");
-  CHECK_EQ (zram_policy_start (z), 0);
+  expect_store ("mem_limit", "128K", 0);
+  expect_store ("writeback_policy", "writeback_idle=1 near_limit=1", 0);
+  CHECK_EQ (zram_policy_start (zram), 0);
   CHECK (pthread_create (&wb, NULL, race_wb, NULL) == 0);
   for (t = 0; t < RACE_THREADS; t++)
     CHECK (pthread_create (&io[t], NULL, race_io, (void *) t) == 0);
@@ -635,7 +598,7 @@ test_races (void)
     CHECK (pthread_join (io[t], NULL) == 0);
   __atomic_store_n (&race_stop, true, __ATOMIC_RELAXED);
   CHECK (pthread_join (wb, NULL) == 0);
-  zram_policy_stop (z);
+  zram_policy_stop (zram);
   fprintf (stderr, "races: bd_writes %llu bd_reads %llu policy %llu %llu\n",
            (unsigned long long) stats ().bd_writes,
            (unsigned long long) stats ().bd_reads,
@@ -645,8 +608,8 @@ test_races (void)
   CHECK (stats ().bd_writes > 0);
   CHECK (stats ().bd_reads > 0);
   CHECK (stats ().policy_limit_writes > 0);
-  STORE_OK ("writeback_policy", "writeback_idle=0 near_limit=0");
-  STORE_OK ("mem_limit", "0");
+  expect_store ("writeback_policy", "writeback_idle=0 near_limit=0", 0);
+  expect_store ("mem_limit", "0", 0);
   reset ();
 }
 
@@ -657,8 +620,8 @@ main (void)
 
   CHECK (fd >= 0);
   close (fd);
-  z = zram_create ();
-  CHECK (z);
+  zram = zram_create ();
+  CHECK (zram);
   test_errors ();
   test_types ();
   test_limit ();
@@ -666,7 +629,7 @@ main (void)
   test_io_errors ();
   test_policy ();
   test_races ();
-  zram_destroy (z);
+  zram_destroy (zram);
   unlink (backing);
   printf ("test-writeback: ok\n");
   return 0;
