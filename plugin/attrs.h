@@ -17,7 +17,7 @@
  * does not parse is -EINVAL and changes nothing.
  *
  * The `disk` file is not here: it is the device's contents, not an
- * attribute (control/control.c serves it).
+ * attribute (control/handlers.c serves it).
  */
 #ifndef UZRAM_ATTRS_H
 #define UZRAM_ATTRS_H
