@@ -22,8 +22,7 @@
 # mixed in runs of up to 64 KiB so that it looks like a memory image.  The
 # shares are picked so that, like the corpus in DESIGN.md, lzo compresses it
 # about 2.85:1, ~7 % of its pages are same-filled (zeroes mostly) and ~2 % are
-# huge.  Linux 6.18's zram with lzo on the 256 MiB image built here: ratio
-# 2.93 (compr_data_size 91.8 MB), 4498 same pages, 1284 huge pages (2.0 %).
+# huge (what the kernel's zram made of it: fio-jobs/README.md).
 #
 # The output is exactly SIZE_MIB MiB and, on a given machine, the same image
 # on every run: fixed seeds, PYTHONHASHSEED=0, ASLR off and glibc's tcache off
@@ -369,8 +368,8 @@ if lzo:
     dlen = ctypes.c_ulong()
 # A page that compresses to zs_huge_class_size() or more is stored raw.
 # 3632 bytes with 4 KiB pages and zspages of up to 8 pages (Linux 6.x's
-# CONFIG_ZSMALLOC_CHAIN_SIZE=8): with it this estimate came within 0.5 % of
-# the huge_pages of Linux 6.18's zram on this image.
+# CONFIG_ZSMALLOC_CHAIN_SIZE=8), so this estimate follows zram's
+# huge_pages closely (fio-jobs/README.md).
 HUGE = 3632
 stat = {k: [0, 0, 0, 0] for k in budget}   # same-filled, of them zero, lzo bytes, ~huge
 with open(out_path, 'rb') as f:
