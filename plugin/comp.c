@@ -26,10 +26,12 @@
  * lz4hc: LZ4_compress_HC_extStateHC at level 9 (lz4's and zram's
  *       default) or the level given (lz4 takes <1 as 9, caps at 12); the
  *       same stream and decompressor as lz4.
- * zstd: level 1 or the level given (zstd clamps it to its range; 0 is its
- *       default, 3), one compression and one decompression context per
- *       thread; ZSTD_decompressDCtx, which checks every bound.  With a
- *       dictionary, a CDict and a DDict made once per conf and shared.
+ * zstd: level 3 (zstd's default, which zram's zstd backend takes when no
+ *       level is given) or the level given (zstd clamps it to its range;
+ *       0 is its default too), one compression and one decompression
+ *       context per thread; ZSTD_decompressDCtx, which checks every
+ *       bound.  With a dictionary, a CDict and a DDict made once per conf
+ *       and shared.
  * deflate: zlib's deflate at level 6 (Z_DEFAULT_COMPRESSION, zram's) and
  *       windowBits -11 (raw, zram's) unless given, memLevel 9 as zram;
  *       each thread's z_streams re-initialised when a conf differs from
@@ -275,10 +277,8 @@ lz4hc_comp (void *work, const struct zcomp_conf *conf, const void *src,
 /* --- zstd --- */
 
 #ifdef HAVE_ZSTD
-/* Unless algorithm_params gives a level: 1, the fastest of zstd's standard
- * levels.  Linux's zram uses zstd's default, 3.
- */
-#define ZSTD_LEVEL 1
+/* Unless algorithm_params gives a level: zstd's default, as zram's. */
+#define ZSTD_LEVEL ZSTD_CLEVEL_DEFAULT
 
 struct zstd_work {
   ZSTD_CCtx *cctx;
