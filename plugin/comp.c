@@ -33,9 +33,9 @@
  *       bound.  With a dictionary, a CDict and a DDict made once per conf
  *       and shared.
  * deflate: zlib's deflate at level 6 (Z_DEFAULT_COMPRESSION, zram's) and
- *       windowBits -11 (raw, zram's) unless given, memLevel 9 as zram;
- *       each thread's z_streams re-initialised when a conf differs from
- *       the last one it used.
+ *       windowBits -11 (raw, zram's) unless given, memLevel 7 (zram's
+ *       is 9: see DEFLATE_MEMLEVEL); each thread's z_streams
+ *       re-initialised when a conf differs from the last one it used.
  * 842:  not built.  Nothing in Debian implements it in software (the
  *       kernel's lib/842 is its own reimplementation of a format made for
  *       POWER's hardware), and no kernel this project runs on offers it.
@@ -374,7 +374,14 @@ zstd_decomp (void *work, const struct zcomp_conf *conf, const void *src,
 
 #ifdef HAVE_ZLIB
 #define DEFLATE_WINBITS (-11)           /* zram's: raw deflate, 2 KiB window */
-#define DEFLATE_MEMLEVEL 9              /* zram's: MAX_MEM_LEVEL */
+/* zram's is 9 (MAX_MEM_LEVEL): a hash of 2^16 heads, which deflateReset
+ * clears for every page and which a 4 KiB page cannot fill.  7 is the
+ * smallest level whose symbol buffer, 2^(7 + 6), still holds a whole
+ * page's symbols, so that a page stays one deflate block; its 2^14 heads
+ * put more strings on each chain, which costs a search some reach but
+ * leaves the stream what any inflate reads.
+ */
+#define DEFLATE_MEMLEVEL 7
 
 /* A thread's two z_streams, and the parameters each was set up with. */
 struct deflate_work {
