@@ -123,6 +123,7 @@ collect ()
 {
     local compr mem tin tout
     read -r compr mem tin tout <<<"$2"
+    log "  $1: copy-in $tin s, read-back $tout s"
     size[$1]="$compr $mem"
     tins[$1]+="$tin "
     touts[$1]+="$tout "
