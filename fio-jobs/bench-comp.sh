@@ -15,7 +15,8 @@
 # dd iflag=direct, for every algorithm it lists, then reset (held under
 # /tmp/uzram-test.lock, which the test suite shares).  Times are medians
 # of N repetitions (default 3), the algorithms taking turns within each
-# repetition so that a shared machine's load falls on all alike; copy-in
+# repetition, in reverse order every other one, so that a shared machine's
+# load and the position in the turn fall on all alike; copy-in
 # and read-back compare within one column only where the path is the same
 # (uzram against uzram).
 #
@@ -122,6 +123,7 @@ collect ()
 {
     local compr mem tin tout
     read -r compr mem tin tout <<<"$2"
+    log "  $1: copy-in $tin s, read-back $tout s"
     size[$1]="$compr $mem"
     tins[$1]+="$tin "
     touts[$1]+="$tout "
@@ -135,8 +137,13 @@ kalgs=
 [ $kernel = yes ] && [ -w /sys/block/zram0/comp_algorithm ] &&
     kalgs=$(tr -d '[]' < /sys/block/zram0/comp_algorithm)
 [ -n "$only" ] && [ -n "$kalgs" ] && kalgs=$(pick "$kalgs")
+reverse () { local a out=; for a in $1; do out="$a $out"; done; echo $out; }
 for (( rep = 1; rep <= reps; rep++ )); do
-    for a in $algs; do
+    order=$algs korder=$kalgs
+    if (( rep % 2 == 0 )); then
+        order=$(reverse "$algs") korder=$(reverse "$kalgs")
+    fi
+    for a in $order; do
         log "rep $rep/$reps: uzram $a"
         collect "uzram,$a" "$(uzram "$a" "$image")"
     done
@@ -145,7 +152,7 @@ for (( rep = 1; rep <= reps; rep++ )); do
         flock 9
         [ "$(cat /sys/block/zram0/initstate)" = 0 ] || die "zram0 is in use"
         kz_used=yes
-        for a in $kalgs; do
+        for a in $korder; do
             log "rep $rep/$reps: kernel zram $a"
             collect "kernel,$a" "$(kzram "$a")"
         done

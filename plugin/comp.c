@@ -26,14 +26,16 @@
  * lz4hc: LZ4_compress_HC_extStateHC at level 9 (lz4's and zram's
  *       default) or the level given (lz4 takes <1 as 9, caps at 12); the
  *       same stream and decompressor as lz4.
- * zstd: level 1 or the level given (zstd clamps it to its range; 0 is its
- *       default, 3), one compression and one decompression context per
- *       thread; ZSTD_decompressDCtx, which checks every bound.  With a
- *       dictionary, a CDict and a DDict made once per conf and shared.
+ * zstd: level 3 (zstd's default, which zram's zstd backend takes when no
+ *       level is given) or the level given (zstd clamps it to its range;
+ *       0 is its default too), one compression and one decompression
+ *       context per thread; ZSTD_decompressDCtx, which checks every
+ *       bound.  With a dictionary, a CDict and a DDict made once per conf
+ *       and shared.
  * deflate: zlib's deflate at level 6 (Z_DEFAULT_COMPRESSION, zram's) and
- *       windowBits -11 (raw, zram's) unless given, memLevel 9 as zram;
- *       each thread's z_streams re-initialised when a conf differs from
- *       the last one it used.
+ *       windowBits -11 (raw, zram's) unless given, memLevel 7 (zram's
+ *       is 9: see DEFLATE_MEMLEVEL); each thread's z_streams
+ *       re-initialised when a conf differs from the last one it used.
  * 842:  not built.  Nothing in Debian implements it in software (the
  *       kernel's lib/842 is its own reimplementation of a format made for
  *       POWER's hardware), and no kernel this project runs on offers it.
@@ -275,10 +277,8 @@ lz4hc_comp (void *work, const struct zcomp_conf *conf, const void *src,
 /* --- zstd --- */
 
 #ifdef HAVE_ZSTD
-/* Unless algorithm_params gives a level: 1, the fastest of zstd's standard
- * levels.  Linux's zram uses zstd's default, 3.
- */
-#define ZSTD_LEVEL 1
+/* Unless algorithm_params gives a level: zstd's default, as zram's. */
+#define ZSTD_LEVEL ZSTD_CLEVEL_DEFAULT
 
 struct zstd_work {
   ZSTD_CCtx *cctx;
@@ -374,7 +374,14 @@ zstd_decomp (void *work, const struct zcomp_conf *conf, const void *src,
 
 #ifdef HAVE_ZLIB
 #define DEFLATE_WINBITS (-11)           /* zram's: raw deflate, 2 KiB window */
-#define DEFLATE_MEMLEVEL 9              /* zram's: MAX_MEM_LEVEL */
+/* zram's is 9 (MAX_MEM_LEVEL): a hash of 2^16 heads, which deflateReset
+ * clears for every page and which a 4 KiB page cannot fill.  7 is the
+ * smallest level whose symbol buffer, 2^(7 + 6), still holds a whole
+ * page's symbols, so that a page stays one deflate block; its 2^14 heads
+ * put more strings on each chain, which costs a search some reach but
+ * leaves the stream what any inflate reads.
+ */
+#define DEFLATE_MEMLEVEL 7
 
 /* A thread's two z_streams, and the parameters each was set up with. */
 struct deflate_work {

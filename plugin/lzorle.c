@@ -94,17 +94,19 @@ put_count (unsigned char *op, unsigned marker, size_t n, size_t max)
   return op;
 }
 
-/* Literals ii..ip, after the instruction whose SS bits are at op[state]. */
-static unsigned char *
-put_literals (unsigned char *op, int state, const unsigned char *ii,
-              size_t t)
+/* The instruction, or SS bits, for t literals after the instruction whose
+ * SS bits are at op[state]; the literals themselves follow it.
+ */
+static inline unsigned char *
+put_literal_count (unsigned char *op, int state, size_t t)
 {
   if (t <= 3)
     op[state] |= t;
+  else if (t <= 18)
+    *op++ = t - 3;
   else
     op = put_count (op, 0, t - 3, 15);
-  memcpy (op, ii, t);
-  return op + t;
+  return op;
 }
 
 /* How many zero bytes start at ip (whose first four are zero), up to
@@ -153,13 +155,16 @@ match_len (const unsigned char *ip, const unsigned char *m,
 /* One block: every instruction but the trailing literals and the end.
  * *state is where the last instruction's SS bits are, relative to the
  * returned output pointer; *lit the first input byte not yet written.
+ * op_limit is 16 bytes before the end of dst.  Inlined once for each
+ * version, so that the version test leaves the scan's loop.
  */
-static unsigned char *
+static inline __attribute__ ((always_inline)) unsigned char *
 compress_block (const unsigned char *in, size_t len, unsigned char *op,
-                uint16_t *dict, int version, int *state,
-                const unsigned char **lit)
+                const unsigned char *op_limit, uint16_t *dict, int version,
+                int *statep, const unsigned char **lit)
 {
   const unsigned char *ip_end = in + len - TAIL;
+  int state = *statep;
   const unsigned char *ii = in;         /* literals start here */
   const unsigned char *ip = in + 4;
 
@@ -188,8 +193,20 @@ compress_block (const unsigned char *in, size_t len, unsigned char *op,
         continue;
     }
 
-    if (ip > ii)
-      op = put_literals (op, *state, ii, ip - ii);
+    if (ip > ii) {
+      size_t t = ip - ii;
+
+      /* A short run is copied 16 bytes at once, a fixed-size copy instead
+       * of a call: the input has them (the scan stops TAIL bytes before
+       * its end), and op_limit keeps the bytes beyond the run inside dst.
+       */
+      op = put_literal_count (op, state, t);
+      if (t <= 16 && op <= op_limit)
+        memcpy (op, ii, 16);
+      else
+        memcpy (op, ii, t);
+      op += t;
+    }
 
     if (run) {
       /* An M4 with H = 1 and every distance bit set, SS 0, then X. */
@@ -199,7 +216,7 @@ compress_block (const unsigned char *in, size_t len, unsigned char *op,
       *op++ = 0xfc;
       *op++ = 0xff;
       *op++ = r >> 3;
-      *state = -3;
+      state = -3;
       ip += run;
       ii = ip;
       goto next;
@@ -233,10 +250,11 @@ compress_block (const unsigned char *in, size_t len, unsigned char *op,
       *op++ = (m_off & 0x3f) << 2;
       *op++ = m_off >> 6;
     }
-    *state = -2;
+    state = -2;
     ii = ip;
     goto next;
   }
+  *statep = state;
   *lit = ii;
   return op;
 }
@@ -258,8 +276,13 @@ lzorle_compress (const void *src, size_t len, void *dst, void *work,
   }
   data_start = op;
   if (len > TAIL) {
+    const unsigned char *op_limit = out + LZORLE_BOUND (len) - 16;
+
     memset (work, 0, LZORLE_WORK_SIZE);
-    op = compress_block (in, len, op, work, version, &state, &ii);
+    if (version)
+      op = compress_block (in, len, op, op_limit, work, 1, &state, &ii);
+    else
+      op = compress_block (in, len, op, op_limit, work, 0, &state, &ii);
   }
   t = in + len - ii;
   if (t > 0) {
@@ -268,8 +291,11 @@ lzorle_compress (const void *src, size_t len, void *dst, void *work,
       memcpy (op, ii, t);
       op += t;
     }
-    else
-      op = put_literals (op, state, ii, t);
+    else {
+      op = put_literal_count (op, state, t);
+      memcpy (op, ii, t);
+      op += t;
+    }
   }
   /* The end: an M4 of length 3 at distance 16384. */
   *op++ = M4_MARKER | 1;
