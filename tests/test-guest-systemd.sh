@@ -14,7 +14,7 @@ source "$top_srcdir/tests/functions.sh"
 source "$top_srcdir/tests/guest-lib.sh"
 need_tool /lib/systemd/systemd /lib/systemd/systemd-udevd /lib/systemd/system-generators/zram-generator
 reps=${UZRAM_SYSTEMD_REPS:-1}
-in_guest --systemd --mem 1G --timeout $(( 300 + 60 * reps ))
+in_guest --systemd --mem 1G --timeout $(( 600 + 150 * reps ))
 
 [ "$(cat /proc/1/comm)" = systemd ] || fail "PID 1 is $(cat /proc/1/comm), not systemd"
 ms () { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
