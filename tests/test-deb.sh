@@ -121,8 +121,9 @@ if [ -d /run/systemd/system ] && [ ! -e /etc/uzram.conf ]; then
     pid=$(systemctl show -P MainPID uzram@zram0.service)
     [ "$(cat /proc/$pid/comm)" = nbdkit ] || fail "the unit's main pid is not nbdkit"
     grep -q "uzram.slice/uzram@zram0.service" "/proc/$pid/cgroup" || fail "nbdkit is not in uzram.slice"
-    [ "$(awk '$3 == "partition" && $5 == 100 { n++ } END { print n + 0 }' /proc/swaps)" -ge 1 ] ||
-        fail "no swap at priority 100 after systemctl start"
+    dev=$(sed -n 's/^device=//p' /run/uzram/zram0/state)
+    [ "$(awk -v d="$dev" '$1 == d { print $5 }' /proc/swaps)" = 100 ] ||
+        { cat /proc/swaps; fail "$dev is not swap at priority 100 after systemctl start"; }
     timeout 300 systemctl stop uzram@zram0.service || fail "systemctl stop failed"
     [ -e /run/uzram/zram0 ] && fail "systemctl stop left /run/uzram/zram0"
     rm -f /etc/uzram.conf
