@@ -111,7 +111,7 @@ unset UZRAM_CONF_ROOT
 
 # With systemd as PID 1: the real thing, from /etc/uzram.conf.
 if [ -d /run/systemd/system ] && [ ! -e /etc/uzram.conf ]; then
-    cleanup_fn "systemctl stop uzram@zram0.service; rm -f /etc/uzram.conf; systemctl daemon-reload"
+    cleanup_fn "systemctl stop uzram@zram0.service 2>/dev/null; rm -f /etc/uzram.conf; systemctl daemon-reload"
     printf '[zram0]\nzram-size = 256\n' > /etc/uzram.conf
     systemctl daemon-reload
     [ -L /run/systemd/generator/swap.target.wants/uzram@zram0.service ] || fail "the generator did not run at daemon-reload"
