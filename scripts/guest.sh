@@ -2,7 +2,7 @@
 # guest.sh: run one command as root in a guest on Debian's own kernel.
 #
 #   scripts/guest.sh [--mem SIZE] [--cpus N] [--timeout SECS] [--build DIR]
-#                    -- COMMAND [ARGS...]
+#                    [--systemd] -- COMMAND [ARGS...]
 #   scripts/guest.sh --prepare [--build DIR]   # fetch and unpack only
 #
 # The kernel this project's machines run has no nbd and no ublk module,
@@ -16,6 +16,13 @@
 # package's modules.  COMMAND runs as root with this shell's environment
 # and working directory, stdin from /dev/null; its stdout and stderr come
 # back as they are written, and its exit status is guest.sh's.
+#
+# With --systemd the host's systemd is the guest's PID 1, on the same
+# root: it starts uzram-guest.target, which holds only the service that
+# runs COMMAND (no getty, no journal, no udev unless COMMAND starts them),
+# so that COMMAND can start and stop units as on a booted machine.  The
+# units go into the guest's /etc/systemd/system (the RAM layer), never
+# the host's.
 #
 # The kernel package is fetched with `apt-get download` (never installed),
 # and the unpacked kernel, modules and initramfs are kept under
@@ -38,7 +45,7 @@ export LC_ALL=C
 
 prog=guest.sh
 src=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
-mem=1G cpus=2 tmo=600 build= prepare_only=0
+mem=1G cpus=2 tmo=600 build= prepare_only=0 systemd=0
 die () { echo "$prog: $*" >&2; exit "${rc_die:-1}"; }
 
 while [ $# -gt 0 ]; do
@@ -48,6 +55,7 @@ while [ $# -gt 0 ]; do
     --timeout) tmo=${2:?--timeout needs seconds}; shift ;;
     --build) build=${2:?--build needs a folder}; shift ;;
     --prepare) prepare_only=1 ;;
+    --systemd) systemd=1 ;;
     --) shift; break ;;
     -h|--help) sed -n '2,6s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (the command goes after --)" ;;
@@ -88,8 +96,9 @@ mount -t devtmpfs devtmpfs /dev
 for m in $(cat /modules.list); do insmod "$m" || echo "guest: insmod $m failed" > /dev/console; done
 uzram_init=
 uzram_probe=
+uzram_systemd=
 for a in $(cat /proc/cmdline); do
-    case $a in uzram_init=*|uzram_probe=*) eval "$a" ;; esac
+    case $a in uzram_init=*|uzram_probe=*|uzram_systemd=*) eval "$a" ;; esac
 done
 fail () {
     echo "guest: $*" > /dev/console
@@ -135,7 +144,22 @@ mount -t devpts -o gid=5,mode=620,ptmxmode=000 devpts $r/dev/pts
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs $r/dev/shm
 mount -t cgroup2 -o nsdelegate cgroup2 $r/sys/fs/cgroup
 mount -t debugfs debugfs $r/sys/kernel/debug
-exec switch_root $r /bin/bash "$uzram_init"
+[ -n "$uzram_systemd" ] || exec switch_root $r /bin/bash "$uzram_init"
+# systemd as PID 1: the kernel command line names uzram-guest.target, which
+# pulls in only the command, with no dependency on sysinit.target (each
+# unit more costs seconds under TCG).  Its output goes to the consoles the
+# second stage opens; the unit itself writes to the console log.
+u=$r/etc/systemd/system
+mkdir -p $u || fail "cannot write $u"
+printf "%s\n" "[Unit]" "Description=uzram guest: the command" \
+    "Wants=uzram-guest.service" "AllowIsolate=yes" > $u/uzram-guest.target
+printf "%s\n" "[Unit]" "Description=uzram guest: the command" "DefaultDependencies=no" \
+    "[Service]" "Type=exec" "ExecStart=/bin/bash $uzram_init" \
+    "StandardInput=null" "StandardOutput=tty" "TTYPath=/dev/console" > $u/uzram-guest.service
+# The host may be a container: its marker would make systemd act as one
+# (and read its own argv for the kernel command line).  Hidden in the layer.
+rm -f $r/.dockerenv $r/run/.containerenv
+exec switch_root $r /lib/systemd/systemd --unit=uzram-guest.target --show-status=0
 '
 
 # prepare: runs under $cache/lock, so that parallel runs share one copy.
@@ -250,6 +274,7 @@ trap 'exit 130' INT TERM HUP
 boot ()
 {
     local accel=$1 extra=$2 acc out err
+    [ $systemd = 1 ] && [ -z "$extra" ] && extra=uzram_systemd=1
     case $accel in
     kvm) acc=(-accel kvm) ;;
     *) acc=(-accel tcg,thread=multi) ;;

@@ -23,6 +23,7 @@ TEST_PKGS="
   gnuplot-nox perl
   debhelper
   qemu-system-x86 busybox-static cpio xz-utils zstd kmod file
+  udev systemd-zram-generator
 "
 case "${1:-}" in
 --build) PKGS=$BUILD_PKGS ;;

@@ -4,7 +4,8 @@
 # configuration in zram-generator's format, and the unit's own Exec lines
 # run in the order systemd runs them (start, start-post, stop, stop-post)
 # against the real plugin, loop devices, swap and mounts.  Where systemd is
-# PID 1 the Debian package's test (test-deb.sh) starts the unit for real.
+# PID 1 the Debian package's test (test-deb.sh) starts the unit for real,
+# and test-guest-systemd.sh does in a guest whose PID 1 is systemd.
 source "$top_srcdir/tests/functions.sh"
 need_tool systemd-analyze losetup mkswap swapon mkfs.ext4 /usr/bin/python3
 [ "$(id -u)" = 0 ] || fail "needs root (loop devices, swap, mounts)"
