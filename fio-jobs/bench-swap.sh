@@ -98,9 +98,21 @@ run_one ()
 }
 
 declare -A res
+failed=
 for r in $(seq "$reps"); do
     for via in $paths; do
-        run_one $via > "$tmpdir/one.out" || { echo "bench-swap: $via failed" >&2; exit 1; }
+        if ! run_one $via > "$tmpdir/one.out"; then
+            # The other paths still run: one that fails is reported so.
+            echo "bench-swap: $via failed" >&2
+            [ -z "$swap_tsv" ] || echo "$via $r - - - failed" >> "$swap_tsv"
+            failed+=" $via"
+            case $via in
+            kzram) swapoff /dev/zram0 2>/dev/null; echo 1 > $kz/reset ;;
+            zstd) ;;   # its clean-ups run at exit
+            *) [ -d "$UZRAM_RUN/bench-$via-$$" ] && timeout 300 "$uzram" down "bench-$via-$$" >/dev/null ;;
+            esac
+            continue
+        fi
         out=$(cat "$tmpdir/one.out")
         echo "rep $r $via: $out" >&2
         [ -z "$swap_tsv" ] || echo "$via $r $out" >> "$swap_tsv"
@@ -117,6 +129,7 @@ echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 kt=$(echo -n "${res[kzram]}" | awk '{ print $1 }' | med)
 km=$(echo -n "${res[kzram]}" | awk '{ print $2 }' | med)
 for via in $paths; do
+    [ -n "${res[$via]:-}" ] || { echo "| $via | failed | | | | |"; continue; }
     t=$(echo -n "${res[$via]}" | awk '{ print $1 }' | med)
     m=$(echo -n "${res[$via]}" | awk '{ print $2 }' | med)
     h=$(echo -n "${res[$via]}" | awk '{ print $3 }' | med)
@@ -124,3 +137,4 @@ for via in $paths; do
     awk -v n="$name" -v t="$t" -v kt="$kt" -v m="$m" -v km="$km" -v h="$h" -v k="$via" 'BEGIN {
         printf "| %s | %.2f | %.2fx | %.1f | %.2fx | %s |\n", n, t, t / kt, m / 1048576, m / km, (k == "kzram" ? "-" : sprintf("%.1f", h / 1024)) }'
 done
+[ -z "$failed" ] || { echo; echo "Failed:$failed"; exit 1; }

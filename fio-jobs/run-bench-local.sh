@@ -254,13 +254,14 @@ start ()
         ublk|ublk-tags|ublk-base)
             # nbdkit's /dev/ublkcN names the block device.
             local f l i
-            for (( i=0; i<200 && -z $dev; i++ )); do
+            for (( i=0; i<200; i++ )); do
                 for f in /proc/$srv_pid/fd/*; do
                     l=$(readlink "$f" 2>/dev/null) || continue
                     [[ $l == /dev/ublkc[0-9]* ]] && [ -b "/dev/ublkb${l#/dev/ublkc}" ] &&
                         { dev=/dev/ublkb${l#/dev/ublkc}; break; }
                 done
-                [ -n "$dev" ] || sleep 0.1
+                [ -n "$dev" ] && break
+                sleep 0.1
             done
             [ -n "$dev" ] || { log "no ublk device: $(tail -2 "$tmp/log/nbdkit-$n.log")"; return 1; } ;;
         knbd)
@@ -381,8 +382,10 @@ for j in jobs:
 
 swaps = {}
 for line in open(swap_raw):
-    via, rep, secs, mm, hwm = line.split()
-    swaps.setdefault(via, []).append(float(secs))
+    via, rep, secs, mm, hwm = line.split()[:5]
+    swaps.setdefault(via, [])
+    if secs != '-':
+        swaps[via].append(float(secs))
 if swaps:
     size, limit = swap.split(':')
     print()
@@ -391,9 +394,11 @@ if swaps:
     print('| path | wall s | x kzram |')
     print('| --- | ---: | ---: |')
     for via in ('kzram', 'ublk', 'disk', 'nbd'):
-        if via in swaps:
+        if via in swaps and not swaps[via]:
+            print('| %s | failed | |' % via)
+        elif via in swaps:
             t = swaps[via]
-            k = statistics.median(swaps['kzram']) if 'kzram' in swaps else None
+            k = statistics.median(swaps['kzram']) if swaps.get('kzram') else None
             print('| %s | %.2f (%.2f-%.2f) | %s |' % (via, statistics.median(t), min(t), max(t),
                                                   '%.2f' % (statistics.median(t) / k) if k and via != 'kzram' else ''))
 
@@ -412,9 +417,11 @@ for j in ('randread-4k-qd1', 'randwrite-4k-qd1'):
     r = ratio(med('disk', j, 2), med('ublk', j, 2))
     if r is not None:
         goals.append('%s latency: %.2fx better than disk\'s (goal >= 3): %s' % (j, r, 'met' if r >= 3 else 'NOT met'))
-if 'ublk' in swaps and 'kzram' in swaps:
+if swaps.get('ublk') and swaps.get('kzram'):
     r = statistics.median(swaps['ublk']) / statistics.median(swaps['kzram'])
     goals.append('swap workload: %.2fx the kernel zram\'s time (goal <= 1.5): %s' % (r, 'met' if r <= 1.5 else 'NOT met'))
+elif 'ublk' in swaps:
+    goals.append('swap workload: failed through ublk (bench-swap.sh\'s messages above)')
 if goals:
     print()
     print('Issue 17, ublk:')
