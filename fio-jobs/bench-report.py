@@ -10,6 +10,15 @@ chart's data.
       reads and writes; p99 is the higher of the two directions' total
       (submission + completion) latency percentiles.  status is ok, or fio's error number.
 
+  bench-report.py fio-cpu JSON JOBNAME SAMPLES HZ
+      as fio, followed by "lat_us cpu_us usr_us sys_us ctx": the mean total
+      latency, and per request the CPU time of all CPUs (busy: user and
+      nice; system, irq and softirq) and the context switches, from
+      SAMPLES (run-bench-local.sh's: "time_us" then /proc/stat's cpu line
+      in clock ticks of 1/HZ s, then ctxt) taken while the job ran: the
+      job_runtime before fio's timestamp_ms.  "-" where there are too few
+      samples.
+
   bench-report.py report RAW.tsv HEADER.md OUT.md CHART.dat
       RAW.tsv has one line per measurement (see COLUMNS); the report gives
       medians over the repetitions, each with its ratio to uzram's.
@@ -62,6 +71,44 @@ def fio_figures(path, jobname):
         status = 'ok' if job['error'] == 0 else 'error%d' % job['error']
         return '%.1f %.0f %.0f %s' % (mbps, iops, p99, status)
     return '- - - nojob'
+
+
+def fio_cpu(path, jobname, samples, hz):
+    with open(path, errors='replace') as f:
+        text = f.read()
+    start = text.find('\n{')
+    start = 0 if text.startswith('{') else start + 1
+    data = json.loads(text[start:])
+    figs = fio_figures(path, jobname)
+    job = [j for j in data['jobs'] if j['jobname'] == jobname]
+    if not job or figs.endswith('nojob'):
+        return figs + ' - - - - -'
+    job = job[0]
+    ios = sum(job[d]['total_ios'] for d in ('read', 'write'))
+    lat = sum(job[d]['lat_ns']['mean'] * job[d]['total_ios'] for d in ('read', 'write')
+              if job[d]['total_ios']) / ios / 1000 if ios else None
+    iops = float(figs.split()[1])
+    # The measured job ran for job_runtime up to fio's report; leave a
+    # quarter second at either end for the sampling interval.
+    end = data['timestamp_ms'] * 1000 - 250000
+    begin = end - job['job_runtime'] * 1000 + 500000
+    rows = []
+    with open(samples) as f:
+        for line in f:
+            v = line.split()
+            if len(v) >= 9 and begin <= int(v[0]) <= end:
+                rows.append([int(x) for x in v])
+    if len(rows) < 2 or not iops:
+        return figs + ' %s - - - -' % ('-' if lat is None else '%.1f' % lat)
+    a, b = rows[0], rows[-1]
+    reqs = iops * (b[0] - a[0]) / 1e6
+    tick = 1e6 / hz
+    d = [y - x for x, y in zip(a, b)]
+    # /proc/stat's cpu line: user nice system idle iowait irq softirq steal ...
+    usr = (d[1] + d[2]) * tick / reqs
+    sys_ = (d[3] + d[6] + d[7]) * tick / reqs
+    ctx = d[-1] / reqs
+    return figs + ' %.1f %.2f %.2f %.2f %.3f' % (lat, usr + sys_, usr, sys_, ctx)
 
 
 def num(s):
@@ -320,6 +367,12 @@ if __name__ == '__main__':
             print(fio_figures(sys.argv[2], sys.argv[3]))
         except (OSError, ValueError, KeyError) as e:
             print('- - - badjson')
+            print('bench-report: %s: %s' % (sys.argv[2], e), file=sys.stderr)
+    elif len(sys.argv) == 6 and sys.argv[1] == 'fio-cpu':
+        try:
+            print(fio_cpu(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])))
+        except (OSError, ValueError, KeyError, ZeroDivisionError) as e:
+            print('- - - badjson - - - - -')
             print('bench-report: %s: %s' % (sys.argv[2], e), file=sys.stderr)
     elif len(sys.argv) == 6 and sys.argv[1] == 'report':
         report(*sys.argv[2:])

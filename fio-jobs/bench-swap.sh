@@ -7,9 +7,14 @@
 #
 #   fio-jobs/bench-swap.sh [SIZE_MIB [LIMIT_MIB [REPS]]]   (1024 256 3)
 #
-# PATHS (default "kzram disk nbdfuse") picks the paths; "zstd" adds the
-# userspace peer issue 8 quotes: nbdkit memory allocator=zstd through
-# nbdfuse and a loop device (its peak memory is nbdkit's VmHWM).
+# PATHS (default "kzram disk nbdfuse") picks the paths: kzram and any
+# `uzram up --via` (ublk, disk, nbd, nbdfuse); "zstd" adds the userspace
+# peer issue 8 quotes: nbdkit memory allocator=zstd through nbdfuse and a
+# loop device (its peak memory is nbdkit's VmHWM).  COMP names the
+# compressor of both the kernel's zram and uzram (default: lzo for the
+# kernel's, uzram's own default for uzram).  SWAP_TSV names a file to
+# append each run's figures to ("path rep seconds mem_used_max hwm_kib";
+# run-bench-local.sh reads it).
 #
 # The workload (tests/swap-workload) fills SIZE_MIB of memory inside a
 # memory cgroup limited to LIMIT_MIB, touches it twice in scattered order
@@ -20,6 +25,7 @@ prog=bench-swap
 source "$here/bench-lib.sh"   # set -euo pipefail, $src, $PLUGIN, wait_for
 export top_srcdir=$src top_builddir PLUGIN
 size=${1:-1024} limit=${2:-256} reps=${3:-3} paths=${PATHS:-kzram disk nbdfuse}
+comp=${COMP:-} swap_tsv=${SWAP_TSV:-}
 case " $paths " in *" kzram "*) ;; *) echo "bench-swap: PATHS must include kzram, the reference" >&2; exit 2 ;; esac
 workload=$top_builddir/tests/swap-workload
 [ -x "$workload" ] || make -C "$top_builddir/tests" swap-workload >/dev/null
@@ -28,6 +34,7 @@ set +e
 export UZRAM_RUN=$tmpdir/run UZRAM_PLUGIN=$PLUGIN
 uzram=$src/scripts/uzram
 kz=/sys/block/zram0
+[ -e $kz ] || modprobe zram 2>/dev/null || :
 cleanup_fn "swapoff /dev/zram0 2>/dev/null; [ -e $kz/reset ] && echo 1 > $kz/reset"
 cg_create $((limit << 20))
 
@@ -65,7 +72,7 @@ run_one ()
     fi
     if [ "$via" = kzram ]; then
         [ "$(cat $kz/disksize)" = 0 ] || { echo "kernel zram0 is in use" >&2; return 1; }
-        echo lzo > $kz/comp_algorithm
+        echo "${comp:-lzo}" > $kz/comp_algorithm
         echo 2G > $kz/disksize
         mkswap /dev/zram0 >/dev/null && timeout 60 swapon --discard /dev/zram0 || return 1
         dev=/dev/zram0
@@ -73,7 +80,7 @@ run_one ()
         # Down at exit too, should the workload fail (up's own failures
         # tear down what they started; down removes the directory).
         cleanup_fn "[ -d $UZRAM_RUN/$name ] && timeout 300 $uzram down $name >/dev/null"
-        dev=$(timeout 120 "$uzram" up --size 2G --swap --via "$via" --name "$name") || return 1
+        dev=$(timeout 120 "$uzram" up --size 2G --swap --via "$via" --name "$name" ${comp:+--comp "$comp"}) || return 1
         pid=$(cat "$UZRAM_RUN/$name/nbdkit.pid")
     fi
     t0=$(date +%s.%N)
@@ -91,11 +98,24 @@ run_one ()
 }
 
 declare -A res
+failed=
 for r in $(seq "$reps"); do
     for via in $paths; do
-        run_one $via > "$tmpdir/one.out" || { echo "bench-swap: $via failed" >&2; exit 1; }
+        if ! run_one $via > "$tmpdir/one.out"; then
+            # The other paths still run: one that fails is reported so.
+            echo "bench-swap: $via failed" >&2
+            [ -z "$swap_tsv" ] || echo "$via $r - - - failed" >> "$swap_tsv"
+            failed+=" $via"
+            case $via in
+            kzram) swapoff /dev/zram0 2>/dev/null; echo 1 > $kz/reset ;;
+            zstd) ;;   # its clean-ups run at exit
+            *) [ -d "$UZRAM_RUN/bench-$via-$$" ] && timeout 300 "$uzram" down "bench-$via-$$" >/dev/null ;;
+            esac
+            continue
+        fi
         out=$(cat "$tmpdir/one.out")
         echo "rep $r $via: $out" >&2
+        [ -z "$swap_tsv" ] || echo "$via $r $out" >> "$swap_tsv"
         res[$via]+="$out"$'\n'
     done
 done
@@ -109,10 +129,12 @@ echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 kt=$(echo -n "${res[kzram]}" | awk '{ print $1 }' | med)
 km=$(echo -n "${res[kzram]}" | awk '{ print $2 }' | med)
 for via in $paths; do
+    [ -n "${res[$via]:-}" ] || { echo "| $via | failed | | | | |"; continue; }
     t=$(echo -n "${res[$via]}" | awk '{ print $1 }' | med)
     m=$(echo -n "${res[$via]}" | awk '{ print $2 }' | med)
     h=$(echo -n "${res[$via]}" | awk '{ print $3 }' | med)
-    name=$via; [ $via = kzram ] && name="kernel zram (lzo)"; [ $via = disk ] && name="uzram --via disk"; [ $via = nbdfuse ] && name="uzram --via nbdfuse"; [ $via = zstd ] && name="nbdkit memory zstd, nbdfuse"
+    name="uzram --via $via"; [ $via = kzram ] && name="kernel zram (${comp:-lzo})"; [ $via = disk ] && name="uzram --via disk"; [ $via = nbdfuse ] && name="uzram --via nbdfuse"; [ $via = zstd ] && name="nbdkit memory zstd, nbdfuse"
     awk -v n="$name" -v t="$t" -v kt="$kt" -v m="$m" -v km="$km" -v h="$h" -v k="$via" 'BEGIN {
         printf "| %s | %.2f | %.2fx | %.1f | %.2fx | %s |\n", n, t, t / kt, m / 1048576, m / km, (k == "kzram" ? "-" : sprintf("%.1f", h / 1024)) }'
 done
+[ -z "$failed" ] || { echo; echo "Failed:$failed"; exit 1; }
