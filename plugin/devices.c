@@ -125,6 +125,22 @@ devices_start (void)
   return r;
 }
 
+int
+devices_name_id (const char *name)
+{
+  unsigned long id;
+  char *end;
+
+  if (strncmp (name, "zram", 4) != 0 || name[4] < '0' || name[4] > '9' ||
+      (name[4] == '0' && name[5] != '\0'))
+    return -1;
+  errno = 0;
+  id = strtoul (name + 4, &end, 10);
+  if (errno || *end || id >= ZRAM_MAX_DEVICES)
+    return -1;
+  return id;
+}
+
 struct zram *
 devices_get (unsigned id)
 {

@@ -51,6 +51,11 @@ int devices_hot_remove (unsigned id);
  */
 int devices_start (void);
 
+/* The id a device's name gives, "zramN" (decimal, no leading zero, below
+ * ZRAM_MAX_DEVICES), or -1: its directory's and its export's name.
+ */
+int devices_name_id (const char *name);
+
 /* Device id with a reference, or NULL if there is none. */
 struct zram *devices_get (unsigned id);
 /* Gives back a reference devices_get gave. */

@@ -443,19 +443,7 @@ zram_dump_plugin (void)
 static int
 export_id (const char *name)
 {
-  unsigned long id;
-  char *end;
-
-  if (name[0] == '\0')
-    return 0;
-  if (strncmp (name, "zram", 4) != 0 || name[4] < '0' || name[4] > '9' ||
-      (name[4] == '0' && name[5] != '\0'))
-    return -1;
-  errno = 0;
-  id = strtoul (name + 4, &end, 10);
-  if (errno || *end || id >= ZRAM_MAX_DEVICES)
-    return -1;
-  return id;
+  return name[0] == '\0' ? 0 : devices_name_id (name);
 }
 
 static int

@@ -251,23 +251,6 @@ control_stat (struct control *c, fuse_ino_t ino, struct stat *st)
   return 0;
 }
 
-/* The device id of a zramN name (digits only, no leading zero), or -1. */
-static int
-dev_name_id (const char *name)
-{
-  unsigned long id;
-  char *end;
-
-  if (strncmp (name, "zram", 4) != 0 || name[4] < '0' || name[4] > '9' ||
-      (name[4] == '0' && name[5] != '\0'))
-    return -1;
-  errno = 0;
-  id = strtoul (name + 4, &end, 10);
-  if (errno || *end || id >= ZRAM_MAX_DEVICES)
-    return -1;
-  return id;
-}
-
 /* Generates the attribute's text into h (h->lock held). */
 static int
 attr_refresh (struct control *c, struct attr_handle *h)
@@ -401,7 +384,7 @@ ctl_lookup (fuse_req_t req, fuse_ino_t parent, const char *name)
     ino = file_ino (parent, p.dev, 1 + (attr - zram_attrs));
   else if (p.kind == N_ROOT && strcmp (name, CTL_DIR_NAME) == 0)
     ino = CTL_DIR_INO;
-  else if (p.kind == N_ROOT && (id = dev_name_id (name)) >= 0)
+  else if (p.kind == N_ROOT && (id = devices_name_id (name)) >= 0)
     ino = DEV_INO (id, 0);
   memset (&e, 0, sizeof e);
   if (ino == 0 || control_stat (c, ino, &e.attr) == -1) {
