@@ -173,7 +173,7 @@ disksize_store (struct zram *zram, const char *buf, size_t len)
       block_align (&bytes))
     return -EINVAL;
   r = zram_set_disksize (zram, bytes);
-  if (r == 0 && hooks.initialised)
+  if (r == 0 && hooks.initialised && hooks.zram == zram)
     hooks.initialised (hooks.opaque);
   return r < 0 ? r : (ssize_t) len;
 }
@@ -472,12 +472,14 @@ reset_store (struct zram *zram, const char *buf, size_t len)
    * serves I/O, so the release is served meanwhile and this waits only as
    * long as it takes.
    */
-  if (hooks.release && (r = hooks.release (hooks.opaque)) < 0)
+  if (hooks.release && hooks.zram == zram &&
+      (r = hooks.release (hooks.opaque)) < 0)
     return r;
   for (i = 0; (r = zram_reset (zram)) == -EBUSY && i < RESET_GRACE_MS; i++)
     nanosleep (&(struct timespec) { .tv_nsec = 1000000 }, NULL);
   /* Refused after all: the front end that let go comes back. */
-  if (r < 0 && hooks.initialised && zram_initialised (zram))
+  if (r < 0 && hooks.initialised && hooks.zram == zram &&
+      zram_initialised (zram))
     hooks.initialised (hooks.opaque);
   return r < 0 ? r : (ssize_t) len;
 }

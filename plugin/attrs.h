@@ -57,6 +57,7 @@ struct zram_attr_hooks {
   int (*release) (void *opaque);
   void (*initialised) (void *opaque);
   void *opaque;
+  struct zram *zram;  /* the device they are for: the others have none */
 };
 /* Installs hooks (NULL: none).  Call it while no store can run: before
  * the control filesystem starts, after it stops.

@@ -67,6 +67,10 @@ struct zram {
   uint64_t limit_pages;                 /* atomic; 0: no limit */
   uint64_t max_used_pages;              /* atomic */
   uint64_t clients;                     /* atomic */
+  /* Set under init_lock held for writing while no client holds the
+   * device (zram_retire): zram_get refuses from then on.
+   */
+  bool retired;
 
   /* Set under init_lock held for writing while uninitialised (backing_dev)
    * or by reset; read freely by the I/O path and by writeback.

@@ -377,7 +377,9 @@ zram_get (struct zram *zram)
   int r = 0;
 
   pthread_rwlock_rdlock (&zram->init_lock);
-  if (!zram_has_table (zram))
+  if (zram->retired)
+    r = -ENODEV;
+  else if (!zram_has_table (zram))
     r = -ENXIO;
   else
     __atomic_fetch_add (&zram->clients, 1, __ATOMIC_RELAXED);
@@ -389,6 +391,20 @@ void
 zram_put (struct zram *zram)
 {
   __atomic_fetch_sub (&zram->clients, 1, __ATOMIC_RELEASE);
+}
+
+int
+zram_retire (struct zram *zram)
+{
+  int r = 0;
+
+  pthread_rwlock_wrlock (&zram->init_lock);
+  if (__atomic_load_n (&zram->clients, __ATOMIC_ACQUIRE) > 0)
+    r = -EBUSY;
+  else
+    zram->retired = true;
+  pthread_rwlock_unlock (&zram->init_lock);
+  return r;
 }
 
 /* --- Statistics --- */

@@ -287,10 +287,16 @@ int zram_block_state (struct zram *zram, zram_block_fn fn, void *opaque);
 /* --- Clients --- */
 
 /* A front end takes the device before serving it (an NBD connection, an
- * open `disk` file) and puts it back after.  -ENXIO while uninitialised.
+ * open `disk` file) and puts it back after.  -ENXIO while uninitialised,
+ * -ENODEV once retired.
  */
 int zram_get (struct zram *zram);
 void zram_put (struct zram *zram);
+/* For hot_remove: from now on zram_get refuses (-ENODEV), so that the
+ * device can be destroyed once the last reference to it goes (devices.h).
+ * -EBUSY while any client holds it, and then nothing changes.
+ */
+int zram_retire (struct zram *zram);
 
 /* --- I/O, only between zram_get and zram_put ---
  *

@@ -1,9 +1,11 @@
 /* nbdkit-zram-plugin: nbdkit's glue around the uzram engine.
  *
- * One engine (engine.h) per nbdkit process.  Each NBD connection holds it
- * (zram_get in .open, zram_put in .close), so the control filesystem's
- * reset is refused while anyone is connected, and a device that is not
- * initialised refuses connections.  Every request goes straight to the
+ * One engine (engine.h) per device, and num_devices= devices to start
+ * with (devices.h), more through the control filesystem's hot_add.  Device
+ * N is the export zramN (.list_exports lists them; "" is zram0).  Each NBD
+ * connection holds its device (zram_get in .open, zram_put in .close), so
+ * the control filesystem's reset and hot_remove are refused while anyone
+ * is connected, and a device that is not initialised refuses connections.  Every request goes straight to the
  * engine, which does its own per-slot locking: THREAD_MODEL_PARALLEL.
  *
  * Errors come back from the engine as negative errno values and leave
@@ -15,12 +17,15 @@
  * nbdkit's own worker threads, which serve NBD clients (nbd-client,
  * nbdfuse: swap on `--via nbd` and `--via nbdfuse`), mark themselves
  * I/O flushers on their first request (io_flusher.h).
- * ublk=on|auto adds a third front end, /dev/ublkbN (ublk.c), which holds
- * the engine while it exists and goes away before a reset.
+ * ublk=on|auto adds a third front end, /dev/ublkbN (ublk.c), for device
+ * 0, which it holds while it exists and goes away before a reset.
  *
- * Still to do: TLS and export names are nbdkit's as for any plugin; a
- * per-export device (several zram devices in one nbdkit) would need an
- * engine per export name.
+ * TLS is nbdkit's, as for any plugin.  nbdkit (1.32 here, and later ones)
+ * tells a plugin whether a connection is TLS but not its PSK identity, so
+ * a client is confined to its own export by a TLS front end per client
+ * (README's "A memory server for many hosts"), not by this plugin.
+ *
+ * Still to do: a ublk device for devices other than 0.
  */
 #include <config.h>
 
@@ -36,6 +41,7 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "devices.h"
 #include "engine.h"
 #include "io_flusher.h"
 #include "parse.h"
@@ -60,8 +66,9 @@ NBDKIT_DLL_PUBLIC int zram_debug_stats;
  */
 #define MAX_EXTENTS 65536
 
-static struct zram *zram;
 static int64_t size = -1;               /* -1: not given */
+static unsigned num_devices = 1;        /* at start-up */
+static struct zram *zram0;              /* device 0, held for ublk */
 static const char *comp_algorithm = ZRAM_DEFAULT_COMP;
 static char *comp_algorithm_buf;
 static uint64_t mem_limit;
@@ -159,6 +166,15 @@ zram_config (const char *key, const char *value)
       return -1;
     mem_limit = n;
   }
+  else if (strcmp (key, "num_devices") == 0) {
+    if (nbdkit_parse_unsigned (key, value, &num_devices) == -1)
+      return -1;
+    if (num_devices < 1 || num_devices > ZRAM_MAX_DEVICES) {
+      nbdkit_error ("num_devices: expected 1 to %d, not '%s'",
+                    ZRAM_MAX_DEVICES, value);
+      return -1;
+    }
+  }
   else if (strcmp (key, "mlock") == 0) {
     if (parse_bool (key, value, &mlock_all) == -1)
       return -1;
@@ -207,6 +223,9 @@ zram_config (const char *key, const char *value)
   "comp_algorithm=ALGO      Compressor: lzo-rle (default), lzo, lz4, lz4hc,\n" \
   "                         zstd or deflate, as built.\n" \
   "mem_limit=SIZE           Refuse writes (ENOSPC) past this much memory.\n" \
+  "num_devices=N            Devices to start with (default 1), each with\n" \
+  "                         size=, comp_algorithm= and mem_limit=; the\n" \
+  "                         export zramN is device N.\n" \
   "control=DIR              Mount zram's sysfs files at DIR (FUSE).\n" \
   "mlock=true               Lock nbdkit's memory (for swap on the device).\n" \
   "allow_other=true         Let other users reach the control files (their\n" \
@@ -241,6 +260,7 @@ zs_warn (const char *msg)
 static int
 zram_get_ready (void)
 {
+  unsigned i;
   int r;
 
   zs_set_warn (zs_warn);
@@ -256,23 +276,29 @@ zram_get_ready (void)
     }
     munlockall ();
   }
-  zram = zram_create ();
-  if (zram == NULL) {
-    nbdkit_error ("zram_create: %m");
-    return -1;
-  }
-  r = zram_set_defaults (zram, comp_algorithm, mem_limit);
+  r = devices_set_defaults (comp_algorithm, mem_limit);
   if (r < 0) {
     nbdkit_error ("comp_algorithm=%s: %s", comp_algorithm, strerror (-r));
     return -1;
   }
-  if (size > 0) {
-    r = zram_set_disksize (zram, size);
+  for (i = 0; i < num_devices; i++) {
+    struct zram *zram;
+
+    r = devices_hot_add ();
+    if (r < 0) {
+      nbdkit_error ("device %u: %s", i, strerror (-r));
+      return -1;
+    }
+    zram = devices_get (r);
+    if (size > 0)
+      r = zram_set_disksize (zram, size);
+    devices_put (zram);
     if (r < 0) {
       nbdkit_error ("size=%" PRIi64 ": %s", size, strerror (-r));
       return -1;
     }
   }
+  zram0 = devices_get (0);
   return 0;
 }
 
@@ -312,19 +338,20 @@ zram_after_fork (void)
     struct zram_attr_hooks hooks = {
       .release = ublk_release_hook, .initialised = ublk_initialised_hook,
     };
-    ublk = ublk_start (zram, ublk_mode);
+    ublk = ublk_start (zram0, ublk_mode);
     if (ublk == NULL)
       return -1;
     hooks.opaque = ublk;
+    hooks.zram = zram0;
     zram_attr_set_hooks (&hooks);
   }
   if (control_dir) {
-    control = control_start (zram, control_dir, &opts);
+    control = control_start (control_dir, &opts);
     if (control == NULL)
       return -1;
   }
-  /* The writeback policy's thread: idle while the policy is off. */
-  err = zram_policy_start (zram);
+  /* The writeback policies' threads: idle while a policy is off. */
+  err = devices_start ();
   if (err < 0) {
     errno = -err;
     nbdkit_error ("writeback policy thread: %m");
@@ -334,7 +361,7 @@ zram_after_fork (void)
 }
 
 static void
-print_stats (const char *when)
+print_stats (struct zram *zram, const char *when)
 {
   struct zram_stats st;
 
@@ -365,23 +392,34 @@ print_stats (const char *when)
 static void
 zram_cleanup (void)
 {
-  if (zram)
-    zram_policy_stop (zram);
+  char when[32];
+  int id;
+
+  devices_stop ();
   control_stop (control);
   control = NULL;
   /* After the control filesystem, whose reset could call it. */
   zram_attr_set_hooks (NULL);
   ublk_stop (ublk);
   ublk = NULL;
-  if (zram)
-    print_stats ("unload");
+  for (id = devices_next (-1); id >= 0; id = devices_next (id)) {
+    struct zram *zram = devices_get (id);
+
+    if (zram) {
+      snprintf (when, sizeof when, "unload: zram%d", id);
+      print_stats (zram, when);
+      devices_put (zram);
+    }
+  }
 }
 
 static void
 zram_unload (void)
 {
-  zram_destroy (zram);
-  zram = NULL;
+  if (zram0)
+    devices_put (zram0);
+  zram0 = NULL;
+  devices_destroy_all ();
   free (comp_algorithm_buf);
   free (control_dir);
 }
@@ -399,18 +437,71 @@ zram_dump_plugin (void)
   printf ("zram_ublk=%s\n", ublk_unusable () ? "no" : "yes");
 }
 
+/* The device id an export name names: "" (the default export) and zram0
+ * are device 0, zramN device N (digits, no leading zero); -1 for any
+ * other name.
+ */
+static int
+export_id (const char *name)
+{
+  return name[0] == '\0' ? 0 : devices_name_id (name);
+}
+
+static int
+zram_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
+{
+  char name[32];
+  int id;
+
+  (void) readonly; (void) is_tls;
+  for (id = devices_next (-1); id >= 0; id = devices_next (id)) {
+    snprintf (name, sizeof name, "zram%d", id);
+    if (nbdkit_add_export (exports, name, NULL) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static const char *
+zram_default_export (int readonly, int is_tls)
+{
+  (void) readonly; (void) is_tls;
+  return "zram0";
+}
+
 static void *
 zram_open (int readonly)
 {
+  const char *name = nbdkit_export_name ();
+  struct zram *zram;
+  int id, r;
+
   (void) readonly;
-  if (zram_get (zram) < 0) {
-    if (control_dir)
+  if (name == NULL)
+    name = "";
+  id = export_id (name);
+  zram = id >= 0 ? devices_get (id) : NULL;
+  if (zram == NULL) {
+    nbdkit_error ("export '%s': no such device (the exports are zramN, "
+                  "see nbdinfo --list)", name);
+    errno = ENOENT;
+    return NULL;
+  }
+  r = zram_get (zram);
+  if (r < 0) {
+    devices_put (zram);
+    if (r == -ENODEV)
+      nbdkit_error ("export '%s': the device is being removed", name);
+    else if (control_dir && id == 0)
       nbdkit_error ("not initialised: write disksize in %s/disksize",
                     control_dir);
+    else if (control_dir)
+      nbdkit_error ("zram%d not initialised: write disksize in "
+                    "%s/zram%d/disksize", id, control_dir, id);
     else
       nbdkit_error ("not initialised: start nbdkit with size=SIZE, or with "
                     "control=DIR and write DIR/disksize");
-    errno = ENXIO;
+    errno = r == -ENODEV ? ENOENT : ENXIO;
     return NULL;
   }
   return zram;
@@ -421,7 +512,8 @@ zram_close (void *handle)
 {
   zram_put (handle);
   if (zram_debug_stats)
-    print_stats ("close");
+    print_stats (handle, "close");
+  devices_put (handle);
 }
 
 static int64_t
@@ -649,6 +741,8 @@ static struct nbdkit_plugin plugin = {
   .cleanup           = zram_cleanup,
   .unload            = zram_unload,
   .dump_plugin       = zram_dump_plugin,
+  .list_exports      = zram_list_exports,
+  .default_export    = zram_default_export,
   .open              = zram_open,
   .close             = zram_close,
   .get_size          = zram_get_size,

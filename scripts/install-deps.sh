@@ -20,7 +20,7 @@ TEST_PKGS="
   libnbd-bin python3-libnbd zstd
   fio qemu-utils nbd-client
   clang libclang-rt-14-dev valgrind
-  gnuplot-nox perl
+  gnuplot-nox perl openssl
   debhelper
   qemu-system-x86 busybox-static cpio xz-utils zstd kmod file
   udev systemd-zram-generator

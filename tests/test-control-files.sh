@@ -26,9 +26,22 @@ for f in "${!modes[@]}"; do
     got=$(stat -c '%A %U' "$ctl/$f") || fail "$f is missing"
     [ "$got" = "${modes[$f]} $me" ] || fail "$f: $got, expected ${modes[$f]} $me"
 done
+# The root: device 0's files, zram-control/ and the devices' directories
+# (one device: zram0/, which lists the very same files).
 listed=$(ls "$ctl" | sort | tr '\n' ' ')
-want=$(printf '%s\n' "${!modes[@]}" | sort | tr '\n' ' ')
+want=$(printf '%s\n' "${!modes[@]}" zram-control zram0 | sort | tr '\n' ' ')
 [ "$listed" = "$want" ] || fail "the directory lists '$listed', expected '$want'"
+listed=$(ls "$ctl/zram0" | sort | tr '\n' ' ')
+want=$(printf '%s\n' "${!modes[@]}" | sort | tr '\n' ' ')
+[ "$listed" = "$want" ] || fail "zram0/ lists '$listed', expected '$want'"
+for f in "${!modes[@]}"; do
+    got=$(stat -c '%A %U' "$ctl/zram0/$f") || fail "zram0/$f is missing"
+    [ "$got" = "${modes[$f]} $me" ] || fail "zram0/$f: $got, expected ${modes[$f]} $me"
+done
+[ "$(stat -c %A "$ctl/zram-control/hot_add")" = -r-------- ] ||
+    fail "hot_add is $(stat -c %A "$ctl/zram-control/hot_add")"
+[ "$(stat -c %A "$ctl/zram-control/hot_remove")" = --w------- ] ||
+    fail "hot_remove is $(stat -c %A "$ctl/zram-control/hot_remove")"
 [ "$(stat -c %A "$ctl")" = drwxr-xr-x ] || fail "the root is $(stat -c %A "$ctl")"
 
 # Other users can't even look without allow_other (FUSE's default), though

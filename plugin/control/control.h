@@ -5,6 +5,10 @@
  * modes, formats, write rules and error codes) plus `classes` and `disk`.
  * The attribute table (names, modes, show/store) is in attrs.h; this is the
  * FUSE side and the mount's life cycle.
+ *
+ * The mount serves every device of the server (devices.h): device 0's
+ * files at its root, as with one device, and each device's in its
+ * directory zramN/, with zram-control/hot_add and hot_remove beside them.
  */
 #ifndef UZRAM_CONTROL_H
 #define UZRAM_CONTROL_H
@@ -12,8 +16,6 @@
 #include <stdbool.h>
 
 #include "control/uring.h"
-
-struct zram;
 
 struct control_opts {
   bool allow_other;   /* let other users read (modes still apply) */
@@ -30,7 +32,7 @@ int control_check_dir (const char *dir);
 /* Mounts the filesystem at DIR and starts its threads (call it after
  * nbdkit forks).  Returns NULL after nbdkit_error on failure.
  */
-struct control *control_start (struct zram *zram, const char *dir,
+struct control *control_start (const char *dir,
                                const struct control_opts *opts);
 
 /* Unmounts and joins the threads.  Safe to call with NULL, and from an

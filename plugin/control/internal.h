@@ -22,7 +22,6 @@
 #include "control/uring.h"
 
 struct control {
-  struct zram *zram;
   char *dir;
   struct fuse_session *se;
   struct uring *uring;        /* NULL: libfuse's own I/O on /dev/fuse */

@@ -370,8 +370,7 @@ control_atexit (void *arg)
 }
 
 struct control *
-control_start (struct zram *zram, const char *dir,
-               const struct control_opts *opts)
+control_start (const char *dir, const struct control_opts *opts)
 {
   struct control *c;
   char optstr[128];
@@ -396,7 +395,6 @@ control_start (struct zram *zram, const char *dir,
     nbdkit_error ("calloc: %m");
     return NULL;
   }
-  c->zram = zram;
   c->conn = -1;
   c->uid = getuid ();
   c->gid = getgid ();

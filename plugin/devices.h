@@ -1,0 +1,74 @@
+/* uzram: the devices of one server, zram-control's hot_add and hot_remove.
+ *
+ * One server holds several devices, each an engine (engine.h) with its own
+ * slot table, pool, mem_limit and statistics, numbered as zram numbers
+ * them: the lowest free id, from 0.  The NBD front end serves device N as
+ * the export zramN, the control filesystem as its directory zramN/.
+ *
+ * A front end looks a device up by id and holds a reference while it uses
+ * it (devices_get, devices_put): that keeps the engine's memory alive, not
+ * the device in the table.  A client that serves I/O (an NBD connection,
+ * an open `disk`) also takes the engine (zram_get), and that is what
+ * makes hot_remove EBUSY, as an opener of /dev/zramN does.  A device
+ * removed while references remain (an attribute file still open) leaves
+ * the table at once and is destroyed by the last devices_put.
+ *
+ * Device 0 is the server's own: the control mount's root and the default
+ * export serve it, so it stays for as long as the server runs
+ * (hot_remove of 0 is EBUSY, where zram removes an unused zram0).
+ *
+ * Locks: devices_lock (devices.c) guards the table and every reference
+ * count; it is never held across an engine call that can wait.
+ */
+#ifndef UZRAM_DEVICES_H
+#define UZRAM_DEVICES_H
+
+#include <stdint.h>
+
+struct zram;
+
+/* Ids 0 to ZRAM_MAX_DEVICES - 1. */
+#define ZRAM_MAX_DEVICES 256
+
+/* What every new device starts with, and returns to at reset
+ * (zram_set_defaults).  -EINVAL for an algorithm not built in.
+ */
+int devices_set_defaults (const char *comp_algorithm, uint64_t mem_limit);
+
+/* hot_add: creates a device, uninitialised, under the lowest free id, and
+ * returns that id; -ENOSPC when every id is taken, -ENOMEM, or the error
+ * of starting its writeback policy thread.
+ */
+int devices_hot_add (void);
+
+/* hot_remove: -ENODEV for no such device, -EBUSY for device 0 and while a
+ * client holds the device; 0 once it has left the table.
+ */
+int devices_hot_remove (unsigned id);
+
+/* Starts the writeback policy threads, of the devices there are and of
+ * every one added from now on (call it after nbdkit forks).  -errno.
+ */
+int devices_start (void);
+
+/* The id a device's name gives, "zramN" (decimal, no leading zero, below
+ * ZRAM_MAX_DEVICES), or -1: its directory's and its export's name.
+ */
+int devices_name_id (const char *name);
+
+/* Device id with a reference, or NULL if there is none. */
+struct zram *devices_get (unsigned id);
+/* Gives back a reference devices_get gave. */
+void devices_put (struct zram *zram);
+
+/* The id of the first device above `after` (-1: the first of all), or
+ * -1 if there is none.  For listings; a device may come or go meanwhile.
+ */
+int devices_next (int after);
+
+/* Stops every policy thread (nbdkit's .cleanup). */
+void devices_stop (void);
+/* Destroys every device, referenced or not (nbdkit's .unload). */
+void devices_destroy_all (void);
+
+#endif /* UZRAM_DEVICES_H */
