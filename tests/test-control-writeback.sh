@@ -6,7 +6,8 @@
 # only what went out, writeback reports EIO); every block reads back
 # intact over NBD, from memory and from the backing file alike; block_state
 # has the kernel's format; overwrite and trim give backing blocks back;
-# reset lets go of the file.  Then the policy's recompress_idle.  Needs
+# reset lets go of the file.  A block device is claimed exclusively
+# (EBUSY while another holds it).  Then the policy's recompress_idle.  Needs
 # root for the tmpfs mount (run it under /tmp/uzram-test.lock, as every
 # test that mounts).
 source "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
@@ -25,8 +26,48 @@ start_ctl
 expect_bytes "$ctl/backing_dev" $'none\n'
 expect_err "Invalid argument" "$ctl/writeback" idle          # uninitialised
 expect_err "Block device required" "$ctl/backing_dev" /dev/null
+
+# A block device is held exclusively, as zram holds its backing device
+# (O_EXCL, the claim a mount or another zram makes): EBUSY while someone
+# else holds it, and while uzram holds it nobody else can claim it, until
+# backing_dev changes.
+truncate -s 1M "$tmpdir/bdev" || fail "truncate"
+bdev=$(timeout 20 losetup -f --show "$tmpdir/bdev") || fail "losetup"
+cleanup_fn "detach_loop $bdev $tmpdir/bdev"
+# claim DEV: claims DEV as a mount would, and says whether it could.
+claim ()
+{
+    python3 -c '
+import errno, os, sys
+try:
+    os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL))
+    print("ok")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$1"
+}
+python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL)
+print("held", flush=True)
+time.sleep(60)' "$bdev" > "$tmpdir/held" &
+holder=$!
+cleanup_fn "stop_pid $holder"
+for (( i = 0; i < 100; i++ )); do
+    [ -s "$tmpdir/held" ] && break
+    sleep 0.1
+done
+[ "$(cat "$tmpdir/held")" = held ] || fail "the holder did not claim $bdev"
+expect_err "Device or resource busy" "$ctl/backing_dev" "$bdev"
+expect_bytes "$ctl/backing_dev" $'none\n'
+stop_pid $holder
+[ "$(claim "$bdev")" = ok ] || fail "$bdev still claimed after its holder"
+expect_ok "$ctl/backing_dev" "$bdev"
+expect_bytes "$ctl/backing_dev" "$bdev"$'\n'
+[ "$(claim "$bdev")" = EBUSY ] || fail "uzram's backing $bdev: claim gave $(claim "$bdev")"
+
 expect_ok "$ctl/backing_dev" "$small/backing"$'\n'
 expect_bytes "$ctl/backing_dev" "$small/backing"$'\n'
+[ "$(claim "$bdev")" = ok ] || fail "$bdev still claimed after backing_dev changed"
 expect_ok "$ctl/disksize" 8M
 expect_err "Device or resource busy" "$ctl/backing_dev" "$small/backing"
 
