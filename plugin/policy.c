@@ -13,6 +13,7 @@
  *                           accessed for that long, once a second;
  *   near_limit=1            a write that would pass mem_limit first writes
  *                           back idle blocks (SLOT_IDLE), then huge ones,
+ *                           then any not accessed for RECLAIM_COLD_SECS,
  *                           a batch at a time, and compacts, instead of
  *                           failing with ENOSPC; the thread does the same
  *                           ahead of time above NEAR_LIMIT_PERCENT.
@@ -46,6 +47,10 @@
  * for long.
  */
 #define RECLAIM_BATCH 64
+/* Near mem_limit, a block not accessed for this long may go out even if
+ * nobody marked it idle: not the one being written, nor those in use.
+ */
+#define RECLAIM_COLD_SECS 2
 /* Blocks one round of recompress_idle tries at most (zram's max_pages):
  * a bounded share of one CPU, so the thread still comes round to
  * writeback and reclaim each second.
@@ -95,11 +100,13 @@ zram_wb_near_limit (struct zram *zram)
   return __atomic_load_n (&zram->policy_near_limit, __ATOMIC_RELAXED);
 }
 
-/* Writes back up to max blocks of mode (with trylock), going on from the
- * cursor round the table once.  Returns how many.
+/* Writes back up to max blocks of mode (with trylock) and, with cutoff,
+ * last accessed before it, going on from the cursor round the table once.
+ * Returns how many.
  */
 static uint64_t
-reclaim_pass (struct zram *zram, unsigned mode, uint64_t max)
+reclaim_pass (struct zram *zram, unsigned mode, slot_time cutoff,
+              uint64_t max)
 {
   uint64_t nr = zram->table.nr_slots, start, i, n, done = 0;
 
@@ -114,7 +121,7 @@ reclaim_pass (struct zram *zram, unsigned mode, uint64_t max)
       i += skip;
       continue;
     }
-    r = writeback_slot (zram, i, mode, 0, true);
+    r = writeback_slot (zram, i, mode, cutoff, true);
     if (r < 0)
       break;
     if (r == WB_WRITTEN)
@@ -125,15 +132,22 @@ reclaim_pass (struct zram *zram, unsigned mode, uint64_t max)
 }
 
 /* Idle blocks first, then huge: huge blocks free a whole page each but
- * may be hot.
+ * may be hot.  Then, as nothing marked idle or huge may be left (swap's
+ * pages compress, and nothing marks them idle), any block not accessed
+ * for RECLAIM_COLD_SECS, in table order from the cursor: for swap, whose
+ * allocator hands out slots in runs, near enough the oldest first.
  */
 static uint64_t
 reclaim (struct zram *zram, uint64_t max)
 {
-  uint64_t done = reclaim_pass (zram, ZRAM_WB_IDLE, max);
+  uint64_t done = reclaim_pass (zram, ZRAM_WB_IDLE, 0, max);
+  slot_time now;
 
   if (done < max)
-    done += reclaim_pass (zram, ZRAM_WB_HUGE, max - done);
+    done += reclaim_pass (zram, ZRAM_WB_HUGE, 0, max - done);
+  now = slot_now ();
+  if (done < max && now > RECLAIM_COLD_SECS)
+    done += reclaim_pass (zram, 0, now - RECLAIM_COLD_SECS, max - done);
   if (done)
     STAT_ADD (&zram->stats, pages_compacted, zs_compact (zram->pool));
   STAT_ADD (&zram->stats, policy_limit_writes, done);

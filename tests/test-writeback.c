@@ -114,7 +114,8 @@ block_flags (uint64_t index, unsigned long long *secs)
 /* The contents block i holds in the shadow: kind 0 empty, 1 compressible
  * text, 2 incompressible (huge), 3 same-filled, 4 random bytes of 16
  * values (4 bits a byte that only entropy coding finds: lzo-rle stores it
- * huge, zstd about halves it).
+ * huge, zstd about halves it), 5 half random (about half a page, not
+ * huge).
  */
 static unsigned char shadow[NR_BLOCKS][BS];
 
@@ -134,6 +135,10 @@ make_block (unsigned i, int kind, uint64_t seed)
   case 4:
     for (size_t k = 0; k < BS; k++)
       p[k] = "abcdefghijklmnop"[xorshift64 (&seed) & 15];
+    break;
+  case 5:
+    fill_pattern (p, BS / 2, seed);
+    memset (p + BS / 2, 'a' + seed % 26, BS / 2);
     break;
   }
 }
@@ -615,6 +620,24 @@ test_policy (void)
   CHECK_EQ (r, -ENOSPC);
   make_block (i - 1, 0, 0);
   STORE_OK ("writeback_limit_enable", "0");
+  check_all ();
+  reset ();
+
+  /* near_limit with nothing idle nor huge: the blocks not accessed for a
+   * few seconds go out, the ones just written stay.
+   */
+  init ();
+  STORE_OK ("mem_limit", "200K");
+  STORE_OK ("writeback_policy", "near_limit=1");
+  for (i = 0; i < 70; i++)
+    write_block (i, 5, i + 3500);
+  CHECK_EQ (stats ().huge_pages, 0);
+  sleep (3);
+  for (i = 70; i < 130; i++)
+    write_block (i, 5, i + 3500);
+  CHECK (stats ().bd_count > 0);
+  CHECK_EQ (stats ().policy_limit_writes, stats ().bd_count);
+  CHECK (strcmp (block_flags (129, NULL), "......") == 0);
   check_all ();
   reset ();
 
