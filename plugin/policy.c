@@ -50,7 +50,7 @@
 /* Near mem_limit, a block not accessed for this long may go out even if
  * nobody marked it idle: not the one being written, nor those in use.
  */
-#define RECLAIM_COLD_SECS 2
+#define RECLAIM_COLD_SECS 1
 /* Blocks one round of recompress_idle tries at most (zram's max_pages):
  * a bounded share of one CPU, so the thread still comes round to
  * writeback and reclaim each second.
