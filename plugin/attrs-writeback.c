@@ -204,18 +204,21 @@ bd_stat_show (struct zram *zram, char *buf, size_t len)
 ssize_t
 writeback_policy_show (struct zram *zram, char *buf, size_t len)
 {
-  return snprintf (buf, len, "writeback_idle=%" PRIu64 " near_limit=%d\n",
-                   zram_wb_idle (zram), zram_wb_near_limit (zram) ? 1 : 0);
+  return snprintf (buf, len, "writeback_idle=%" PRIu64 " near_limit=%d"
+                   " recompress_idle=%" PRIu64 "\n",
+                   zram_wb_idle (zram), zram_wb_near_limit (zram) ? 1 : 0,
+                   zram_recomp_idle (zram));
 }
 
-/* Space-separated writeback_idle=SECONDS (0: off) and near_limit=BOOL,
- * all checked before anything changes; at any time.
+/* Space-separated writeback_idle=SECONDS (0: off), near_limit=BOOL and
+ * recompress_idle=SECONDS (0: off), all checked before anything changes;
+ * at any time.
  */
 ssize_t
 writeback_policy_store (struct zram *zram, const char *buf, size_t len)
 {
   char args[ZRAM_ATTR_MAX_WRITE + 1], *save, *name, *val;
-  uint64_t secs = zram_wb_idle (zram);
+  uint64_t secs = zram_wb_idle (zram), recomp = zram_recomp_idle (zram);
   bool near = zram_wb_near_limit (zram), first = true;
   int r;
 
@@ -231,12 +234,17 @@ writeback_policy_store (struct zram *zram, const char *buf, size_t len)
       if (zram_parse_bool (val, &near) < 0)
         return -EINVAL;
     }
+    else if (strcmp (name, "recompress_idle") == 0) {
+      if (attr_parse_ull (val, strlen (val), 10, &recomp) < 0)
+        return -EINVAL;
+    }
     else
       return -EINVAL;
   }
   if (r < 0 || first)           /* nothing written is EINVAL too */
     return -EINVAL;
   zram_set_wb_idle (zram, secs);
+  zram_set_recomp_idle (zram, recomp);
   zram_set_wb_near_limit (zram, near);
   return len;
 }
@@ -246,9 +254,12 @@ policy_stat_show (struct zram *zram, char *buf, size_t len)
 {
   struct zram_stats s;
 
-  /* What the policy wrote back: for writeback_idle, and near mem_limit. */
+  /* What the policy did: wrote back for writeback_idle and near
+   * mem_limit, and recompressed for recompress_idle.
+   */
   zram_get_stats (zram, &s);
-  return snprintf (buf, len, "%8llu %8llu\n",
+  return snprintf (buf, len, "%8llu %8llu %8llu\n",
                    (unsigned long long) s.policy_idle_writes,
-                   (unsigned long long) s.policy_limit_writes);
+                   (unsigned long long) s.policy_limit_writes,
+                   (unsigned long long) s.policy_recompressed);
 }

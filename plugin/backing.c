@@ -13,6 +13,33 @@
 #include "backing.h"
 #include "engine.h"
 
+/* A block device is claimed exclusively, as zram claims its backing
+ * device (an exclusive holder): Linux's O_EXCL on a block device fails
+ * with EBUSY while it is mounted, another zram's or uzram's backing
+ * device, or held by anyone else that way, and keeps them off it while
+ * open.  Reopens path so (fd was opened without it, to see what path
+ * is), checks it is still the same device, and closes fd.  The new fd,
+ * or -errno.
+ */
+static int
+open_exclusive (const char *path, int fd, const struct stat *was)
+{
+  struct stat st;
+  int xfd = open (path, O_RDWR | O_CLOEXEC | O_LARGEFILE | O_EXCL);
+  int err = errno;
+
+  close (fd);
+  if (xfd < 0)
+    return -err;
+  if (fstat (xfd, &st) < 0 || !S_ISBLK (st.st_mode) ||
+      st.st_rdev != was->st_rdev) {
+    /* Renamed over meanwhile: as if it were busy. */
+    close (xfd);
+    return -EBUSY;
+  }
+  return xfd;
+}
+
 struct backing *
 backing_open (const char *path, int *err)
 {
@@ -34,6 +61,11 @@ backing_open (const char *path, int *err)
   if (S_ISREG (st.st_mode))
     bytes = st.st_size;
   else if (S_ISBLK (st.st_mode)) {
+    fd = open_exclusive (path, fd, &st);
+    if (fd < 0) {
+      *err = fd;
+      return NULL;
+    }
     if (ioctl (fd, BLKGETSIZE64, &bytes) < 0)
       goto fail_errno;
   }

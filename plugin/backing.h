@@ -34,8 +34,11 @@ struct backing {
 };
 
 /* Opens path (a block device or a regular file) for backing I/O.
- * NULL with -errno in *err: -ENOENT, -EACCES ..., -EINVAL for a file of
- * fewer than two blocks or neither a file nor a block device, -ENOMEM.
+ * A block device is opened exclusively (O_EXCL), as zram holds its
+ * backing device.  NULL with -errno in *err: -ENOENT, -EACCES ..., -EBUSY
+ * for a block device in use (mounted, another backing device, held
+ * exclusively), -EINVAL for a file of fewer than two blocks, -ENOTBLK for
+ * neither a file nor a block device, -ENOMEM.
  */
 struct backing *backing_open (const char *path, int *err);
 void backing_close (struct backing *b);

@@ -81,6 +81,7 @@ struct zram {
 
   /* The writeback policy (policy.c); kept across reset. */
   uint64_t policy_idle_secs;            /* atomic; 0: off */
+  uint64_t policy_recomp_secs;          /* atomic; 0: off */
   bool policy_near_limit;               /* atomic */
   uint64_t policy_cursor;               /* atomic: where reclaim goes on */
   struct policy_thread *policy;         /* NULL: not running */
@@ -130,6 +131,14 @@ enum { WB_SKIPPED, WB_WRITTEN, WB_FAILED };
 int writeback_slot (struct zram *zram, uint64_t index, unsigned mode,
                     slot_time cutoff, bool trylock);
 bool wb_limit_left (struct zram *zram);
+
+/* zram_recompress under init_lock (read), for recompress and the policy:
+ * with cutoff (not 0), only slots last accessed before it.  *done: the
+ * slots a smaller object was swapped into.
+ */
+struct zram_recompress_req;
+int recompress_locked (struct zram *zram, const struct zram_recompress_req *req,
+                       slot_time cutoff, uint64_t *done);
 
 /* A write over mem_limit (io.c), as a client, holding at most one slot
  * lock: with the policy's near_limit on, writes back idle then huge

@@ -78,6 +78,7 @@
   X (bd_write_errors,  "writebacks that failed on the backing device")      \
   X (policy_idle_writes, "blocks the policy wrote back for writeback_idle") \
   X (policy_limit_writes, "blocks the policy wrote back near mem_limit")    \
+  X (policy_recompressed, "blocks the policy recompressed (recompress_idle)") \
   X (flush_ticks_ns,   "time spent on flushes, ns")                         \
   X (io_ticks_ns,      "time with at least one request in flight, ns")      \
   X (time_in_queue_ns, "sum of all requests' times, ns")
@@ -264,6 +265,12 @@ bool zram_wb_limit_enable (struct zram *zram);
  */
 void zram_set_wb_idle (struct zram *zram, uint64_t secs);
 uint64_t zram_wb_idle (struct zram *zram);
+/* recompress_idle: blocks not accessed for secs seconds are recompressed
+ * by the policy's thread with the recompression algorithms; 0 (the
+ * default) turns it off.
+ */
+void zram_set_recomp_idle (struct zram *zram, uint64_t secs);
+uint64_t zram_recomp_idle (struct zram *zram);
 /* near_limit: make room by writeback instead of failing writes over
  * mem_limit with ENOSPC.  Off by default.
  */

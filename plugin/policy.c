@@ -1,13 +1,19 @@
 /* uzram engine: a writeback policy that runs by itself, beyond zram.
  *
- * zram writes back only when told (`idle`, then `writeback`), so every
- * user needs a job of their own.  Two rules here do it instead, both off
- * by default and changed at run time (the writeback_policy control file):
+ * zram writes back and recompresses only when told (`idle`, then
+ * `writeback` or `recompress`), so every user needs a job of their own.
+ * Three rules here do it instead, all off by default and changed at run
+ * time (the writeback_policy control file):
  *
- *   writeback_idle=SECONDS  a background thread writes back every block
- *                           not accessed for that long, once a second;
+ *   recompress_idle=SECONDS a background thread recompresses, with the
+ *                           recompression algorithms (recomp_algorithm),
+ *                           the blocks not accessed for that long, once a
+ *                           second;
+ *   writeback_idle=SECONDS  the thread writes back every block not
+ *                           accessed for that long, once a second;
  *   near_limit=1            a write that would pass mem_limit first writes
  *                           back idle blocks (SLOT_IDLE), then huge ones,
+ *                           then any not accessed for RECLAIM_COLD_SECS,
  *                           a batch at a time, and compacts, instead of
  *                           failing with ENOSPC; the thread does the same
  *                           ahead of time above NEAR_LIMIT_PERCENT.
@@ -21,8 +27,6 @@
  * writeback file does; the reclaim on the write path runs as the writing
  * client and takes other slots' locks only with trylock, since the writer
  * may hold the lock of the block it writes (a partial block).
- *
- * Still to do: recompress_idle=SECONDS once recompression exists.
  */
 #include <config.h>
 
@@ -43,6 +47,15 @@
  * for long.
  */
 #define RECLAIM_BATCH 64
+/* Near mem_limit, a block not accessed for this long may go out even if
+ * nobody marked it idle: not the one being written, nor those in use.
+ */
+#define RECLAIM_COLD_SECS 1
+/* Blocks one round of recompress_idle tries at most (zram's max_pages):
+ * a bounded share of one CPU, so the thread still comes round to
+ * writeback and reclaim each second.
+ */
+#define RECOMPRESS_BATCH 1024
 
 struct policy_thread {
   pthread_t thread;
@@ -64,6 +77,18 @@ zram_wb_idle (struct zram *zram)
 }
 
 void
+zram_set_recomp_idle (struct zram *zram, uint64_t secs)
+{
+  __atomic_store_n (&zram->policy_recomp_secs, secs, __ATOMIC_RELAXED);
+}
+
+uint64_t
+zram_recomp_idle (struct zram *zram)
+{
+  return __atomic_load_n (&zram->policy_recomp_secs, __ATOMIC_RELAXED);
+}
+
+void
 zram_set_wb_near_limit (struct zram *zram, bool on)
 {
   __atomic_store_n (&zram->policy_near_limit, on, __ATOMIC_RELAXED);
@@ -75,11 +100,13 @@ zram_wb_near_limit (struct zram *zram)
   return __atomic_load_n (&zram->policy_near_limit, __ATOMIC_RELAXED);
 }
 
-/* Writes back up to max blocks of mode (with trylock), going on from the
- * cursor round the table once.  Returns how many.
+/* Writes back up to max blocks of mode (with trylock) and, with cutoff,
+ * last accessed before it, going on from the cursor round the table once.
+ * Returns how many.
  */
 static uint64_t
-reclaim_pass (struct zram *zram, unsigned mode, uint64_t max)
+reclaim_pass (struct zram *zram, unsigned mode, slot_time cutoff,
+              uint64_t max)
 {
   uint64_t nr = zram->table.nr_slots, start, i, n, done = 0;
 
@@ -94,7 +121,7 @@ reclaim_pass (struct zram *zram, unsigned mode, uint64_t max)
       i += skip;
       continue;
     }
-    r = writeback_slot (zram, i, mode, 0, true);
+    r = writeback_slot (zram, i, mode, cutoff, true);
     if (r < 0)
       break;
     if (r == WB_WRITTEN)
@@ -105,15 +132,22 @@ reclaim_pass (struct zram *zram, unsigned mode, uint64_t max)
 }
 
 /* Idle blocks first, then huge: huge blocks free a whole page each but
- * may be hot.
+ * may be hot.  Then, as nothing marked idle or huge may be left (swap's
+ * pages compress, and nothing marks them idle), any block not accessed
+ * for RECLAIM_COLD_SECS, in table order from the cursor: for swap, whose
+ * allocator hands out slots in runs, near enough the oldest first.
  */
 static uint64_t
 reclaim (struct zram *zram, uint64_t max)
 {
-  uint64_t done = reclaim_pass (zram, ZRAM_WB_IDLE, max);
+  uint64_t done = reclaim_pass (zram, ZRAM_WB_IDLE, 0, max);
+  slot_time now;
 
   if (done < max)
-    done += reclaim_pass (zram, ZRAM_WB_HUGE, max - done);
+    done += reclaim_pass (zram, ZRAM_WB_HUGE, 0, max - done);
+  now = slot_now ();
+  if (done < max && now > RECLAIM_COLD_SECS)
+    done += reclaim_pass (zram, 0, now - RECLAIM_COLD_SECS, max - done);
   if (done)
     STAT_ADD (&zram->stats, pages_compacted, zs_compact (zram->pool));
   STAT_ADD (&zram->stats, policy_limit_writes, done);
@@ -129,6 +163,28 @@ policy_reclaim (struct zram *zram)
   return reclaim (zram, RECLAIM_BATCH) > 0;
 }
 
+/* recompress_idle's part of a round: one recompress run over the blocks
+ * idle for secs, with every recompression algorithm set.
+ */
+static void
+recompress_idle (struct zram *zram, uint64_t secs, slot_time now)
+{
+  struct zram_recompress_req req = {
+    .mode = 0, .max_pages = RECOMPRESS_BATCH, .threshold = 0, .algo = NULL,
+    .prio = 1, .prio_max = ZRAM_MAX_COMPS,
+  };
+  uint64_t done = 0;
+
+  if (secs == 0 || secs >= now || zram->nr_prios < 2)
+    return;
+  /* -EAGAIN (a recompress or writeback runs) waits for the next round;
+   * -ENOMEM or a block that doesn't decompress stops only this round,
+   * as they stop a recompress, and the slots keep their objects.
+   */
+  recompress_locked (zram, &req, now - (slot_time) secs, &done);
+  STAT_ADD (&zram->stats, policy_recompressed, done);
+}
+
 /* One round of the thread's work, under init_lock (read). */
 static void
 policy_tick (struct zram *zram)
@@ -136,7 +192,10 @@ policy_tick (struct zram *zram)
   uint64_t secs = zram_wb_idle (zram), limit, i;
   slot_time now = slot_now ();
 
-  if (!zram_has_table (zram) || zram->backing == NULL)
+  if (!zram_has_table (zram))
+    return;
+  recompress_idle (zram, zram_recomp_idle (zram), now);
+  if (zram->backing == NULL)
     return;
   if (secs > 0 && secs < now) {
     slot_time cutoff = now - (slot_time) secs;

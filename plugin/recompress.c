@@ -57,10 +57,14 @@ struct pp_ctl {
   uint64_t n;
 };
 
-/* Under the slot lock: whether recompression of this mode takes the slot. */
+/* Under the slot lock: whether recompression of this mode takes slot
+ * index (and, with cutoff, only if last accessed before it).
+ */
 static bool
-slot_qualifies (struct zram_slot *s, unsigned mode, unsigned prio_max)
+slot_qualifies (struct zram *zram, uint64_t index, unsigned mode,
+                unsigned prio_max, slot_time cutoff)
 {
+  struct zram_slot *s = &zram->table.slots[index];
   uint32_t f = slot_flags (s);
 
   if (s->handle == 0 || (f & (SLOT_SAME | SLOT_INCOMPRESSIBLE)))
@@ -77,6 +81,8 @@ slot_qualifies (struct zram_slot *s, unsigned mode, unsigned prio_max)
     return false;
   if ((mode & ZRAM_RECOMP_HUGE) && !(f & SLOT_HUGE))
     return false;
+  if (cutoff && !(slot_atime (&zram->table, index) < cutoff))
+    return false;
   return true;
 }
 
@@ -85,7 +91,7 @@ slot_qualifies (struct zram_slot *s, unsigned mode, unsigned prio_max)
  */
 static int
 scan_slots (struct zram *zram, unsigned mode, unsigned prio_max,
-            struct pp_ctl *ctl)
+            slot_time cutoff, struct pp_ctl *ctl)
 {
   uint64_t count[NR_PP_BUCKETS] = { 0 }, pos[NR_PP_BUCKETS];
   uint64_t i, n = 0, cap = 0;
@@ -118,7 +124,7 @@ scan_slots (struct zram *zram, unsigned mode, unsigned prio_max,
       cap = ncap;
     }
     slot_lock (s);
-    ok = slot_qualifies (s, mode, prio_max);
+    ok = slot_qualifies (zram, i, mode, prio_max, cutoff);
     if (ok) {
       slot_update_flags (s, 0, SLOT_PP);
       picked[n] = i;
@@ -167,8 +173,9 @@ release_pp_slot (struct zram_slot *s)
 }
 
 /* Recompresses slot index with priorities prio..prio_max-1, as zram's
- * recompress_slot.  Returns 0 (done, kept, or the slot changed meanwhile)
- * or an error that stops the run.  Leaves SLOT_PP cleared.
+ * recompress_slot.  Returns 1 (a smaller object swapped in), 0 (kept, or
+ * the slot changed meanwhile) or an error that stops the run.  Leaves
+ * SLOT_PP cleared.
  */
 static int
 recompress_slot (struct zram *zram, uint64_t index, uint64_t *max_pages,
@@ -280,11 +287,12 @@ recompress_slot (struct zram *zram, uint64_t index, uint64_t *max_pages,
   STAT_SUB (&zram->stats, compr_data_size, size_old);
   if (f & SLOT_HUGE)
     STAT_DEC (&zram->stats, huge_pages);
-  return 0;
+  return 1;
 }
 
 int
-zram_recompress (struct zram *zram, const struct zram_recompress_req *req)
+recompress_locked (struct zram *zram, const struct zram_recompress_req *req,
+                   slot_time cutoff, uint64_t *done)
 {
   unsigned prio = req->prio, prio_max = req->prio_max;
   uint64_t max_pages = req->max_pages;
@@ -292,15 +300,11 @@ zram_recompress (struct zram *zram, const struct zram_recompress_req *req)
   uint64_t i;
   int r = 0;
 
-  pthread_rwlock_rdlock (&zram->init_lock);
-  if (!zram_has_table (zram) || req->threshold >= zram->huge_class_size) {
-    pthread_rwlock_unlock (&zram->init_lock);
+  *done = 0;
+  if (!zram_has_table (zram) || req->threshold >= zram->huge_class_size)
     return -EINVAL;
-  }
-  if (__atomic_exchange_n (&zram->pp_in_progress, 1, __ATOMIC_ACQUIRE)) {
-    pthread_rwlock_unlock (&zram->init_lock);
+  if (__atomic_exchange_n (&zram->pp_in_progress, 1, __ATOMIC_ACQUIRE))
     return -EAGAIN;
-  }
 
   if (req->algo) {
     bool found = false;
@@ -326,7 +330,7 @@ zram_recompress (struct zram *zram, const struct zram_recompress_req *req)
     goto out;
   }
 
-  r = scan_slots (zram, req->mode, prio_max, &ctl);
+  r = scan_slots (zram, req->mode, prio_max, cutoff, &ctl);
   if (r < 0)
     goto out;
   for (i = ctl.n; i > 0; i--) {
@@ -338,6 +342,8 @@ zram_recompress (struct zram *zram, const struct zram_recompress_req *req)
       i--;
       break;
     }
+    *done += r;
+    r = 0;
   }
   /* What was picked and not reached loses its mark. */
   for (; i > 0; i--)
@@ -346,6 +352,17 @@ zram_recompress (struct zram *zram, const struct zram_recompress_req *req)
 
  out:
   __atomic_store_n (&zram->pp_in_progress, 0, __ATOMIC_RELEASE);
+  return r;
+}
+
+int
+zram_recompress (struct zram *zram, const struct zram_recompress_req *req)
+{
+  uint64_t done;
+  int r;
+
+  pthread_rwlock_rdlock (&zram->init_lock);
+  r = recompress_locked (zram, req, 0, &done);
   pthread_rwlock_unlock (&zram->init_lock);
   return r;
 }

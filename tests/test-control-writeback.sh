@@ -6,8 +6,10 @@
 # only what went out, writeback reports EIO); every block reads back
 # intact over NBD, from memory and from the backing file alike; block_state
 # has the kernel's format; overwrite and trim give backing blocks back;
-# reset lets go of the file.  Needs root for the tmpfs mount (run it under
-# /tmp/uzram-test.lock, as every test that mounts).
+# reset lets go of the file.  A block device is claimed exclusively
+# (EBUSY while another holds it).  Then the policy's recompress_idle.  Needs
+# root for the tmpfs mount (run it under /tmp/uzram-test.lock, as every
+# test that mounts).
 source "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
 source "$top_srcdir/tests/control-lib.sh"
 
@@ -24,8 +26,48 @@ start_ctl
 expect_bytes "$ctl/backing_dev" $'none\n'
 expect_err "Invalid argument" "$ctl/writeback" idle          # uninitialised
 expect_err "Block device required" "$ctl/backing_dev" /dev/null
+
+# A block device is held exclusively, as zram holds its backing device
+# (O_EXCL, the claim a mount or another zram makes): EBUSY while someone
+# else holds it, and while uzram holds it nobody else can claim it, until
+# backing_dev changes.
+truncate -s 1M "$tmpdir/bdev" || fail "truncate"
+bdev=$(timeout 20 losetup -f --show "$tmpdir/bdev") || fail "losetup"
+cleanup_fn "detach_loop $bdev $tmpdir/bdev"
+# claim DEV: claims DEV as a mount would, and says whether it could.
+claim ()
+{
+    python3 -c '
+import errno, os, sys
+try:
+    os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL))
+    print("ok")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$1"
+}
+python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL)
+print("held", flush=True)
+time.sleep(60)' "$bdev" > "$tmpdir/held" &
+holder=$!
+cleanup_fn "stop_pid $holder"
+for (( i = 0; i < 100; i++ )); do
+    [ -s "$tmpdir/held" ] && break
+    sleep 0.1
+done
+[ "$(cat "$tmpdir/held")" = held ] || fail "the holder did not claim $bdev"
+expect_err "Device or resource busy" "$ctl/backing_dev" "$bdev"
+expect_bytes "$ctl/backing_dev" $'none\n'
+stop_pid $holder
+[ "$(claim "$bdev")" = ok ] || fail "$bdev still claimed after its holder"
+expect_ok "$ctl/backing_dev" "$bdev"
+expect_bytes "$ctl/backing_dev" "$bdev"$'\n'
+[ "$(claim "$bdev")" = EBUSY ] || fail "uzram's backing $bdev: claim gave $(claim "$bdev")"
+
 expect_ok "$ctl/backing_dev" "$small/backing"$'\n'
 expect_bytes "$ctl/backing_dev" "$small/backing"$'\n'
+[ "$(claim "$bdev")" = ok ] || fail "$bdev still claimed after backing_dev changed"
 expect_ok "$ctl/disksize" 8M
 expect_err "Device or resource busy" "$ctl/backing_dev" "$small/backing"
 
@@ -105,4 +147,49 @@ timeout 120 nbdsh -u "$uri" -c "$check_py" || fail "read-back after idle"
 expect_ok "$ctl/reset" 1
 expect_bytes "$ctl/backing_dev" $'none\n'
 expect_bytes "$ctl/bd_stat" "       0        0        0"$'\n'
+
+# The policy's recompress_idle through writeback_policy: off by default,
+# bad input is EINVAL and changes nothing, and set at run time it
+# recompresses the blocks left idle (random bytes of 16 values: huge
+# under lzo-rle, about half under zstd) once, shown in policy_stat, with
+# no backing device, and the data reads back intact.
+expect_bytes "$ctl/writeback_policy" \
+    $'writeback_idle=0 near_limit=0 recompress_idle=0\n'
+expect_err "Invalid argument" "$ctl/writeback_policy" recompress_idle=soon
+expect_err "Invalid argument" "$ctl/writeback_policy" "recompress_idle=1 x=1"
+expect_bytes "$ctl/writeback_policy" \
+    $'writeback_idle=0 near_limit=0 recompress_idle=0\n'
+has_algorithm zstd || { echo "zstd not built: recompress_idle not tested"; exit 0; }
+expect_ok "$ctl/recomp_algorithm" algo=zstd
+expect_ok "$ctl/disksize" 8M
+nibble_py='
+import random
+random.seed(20)
+B = 4096
+pages = [bytes(random.choice(b"abcdefghijklmnop") for _ in range(B))
+         for i in range(40)]
+'
+timeout 120 nbdsh -u "$uri" -c "$nibble_py"'
+for i in range(40):
+    h.pwrite(pages[i], i * B)
+' || fail "writing the nibble blocks"
+[ "$(field "$ctl/mm_stat" 8)" = 40 ] || fail "huge_pages: $(cat "$ctl/mm_stat")"
+compr_before=$(field "$ctl/mm_stat" 2)
+expect_ok "$ctl/writeback_policy" recompress_idle=1
+for (( i = 0; i < 100; i++ )); do
+    [ "$(field "$ctl/policy_stat" 3)" = 40 ] && break
+    sleep 0.1
+done
+expect_bytes "$ctl/policy_stat" "       0        0       40"$'\n'
+[ "$(field "$ctl/mm_stat" 8)" = 0 ] || fail "huge_pages: $(cat "$ctl/mm_stat")"
+[ "$(field "$ctl/mm_stat" 2)" -lt $((compr_before * 2 / 3)) ] ||
+    fail "compr_data_size $compr_before -> $(cat "$ctl/mm_stat")"
+[ "$(grep -c ' \.\.\.\.r\.$' "$ctl/block_state")" = 40 ] ||
+    fail "block_state's r flags: $(head -3 "$ctl/block_state")"
+expect_ok "$ctl/writeback_policy" recompress_idle=0
+timeout 120 nbdsh -u "$uri" -c "$nibble_py"'
+for i in range(40):
+    assert h.pread(B, i * B) == pages[i], i
+' || fail "read-back after recompress_idle"
+expect_ok "$ctl/reset" 1
 exit 0

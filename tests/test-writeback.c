@@ -8,9 +8,11 @@
  * each, the data intact across writeback, read-back, overwrite, trim and
  * reset, idle by age, and backing I/O errors: a backing file cut short
  * (reads fail) and RLIMIT_FSIZE (writes fail), where the reader of that
- * block gets EIO, the failure is counted, and nothing else is lost.  Then
- * threads writing, reading and trimming their own blocks while others
- * mark idle, write back and compact (for TSan).
+ * block gets EIO, the failure is counted, and nothing else is lost.  The
+ * policy: near_limit, writeback_idle and recompress_idle.  Then threads
+ * writing, reading and trimming their own blocks while others mark idle,
+ * write back and compact, and the policy's thread writes back or
+ * recompresses (for TSan).
  */
 #include <config.h>
 
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 #include "attrs.h"
+#include "comp.h"
 #include "engine.h"
 #define TESTLIB_SEED 0x9e3779b97f4a7c15
 #include "testlib.h"
@@ -74,7 +77,10 @@ block_flags (uint64_t index, unsigned long long *secs)
 }
 
 /* The contents block i holds in the shadow: kind 0 empty, 1 compressible
- * text, 2 incompressible (huge), 3 same-filled.
+ * text, 2 incompressible (huge), 3 same-filled, 4 random bytes of 16
+ * values (4 bits a byte that only entropy coding finds: lzo-rle stores it
+ * huge, zstd about halves it), 5 half random (about half a page, not
+ * huge).
  */
 static unsigned char shadow[NR_BLOCKS][BS];
 
@@ -91,6 +97,14 @@ make_block (unsigned i, int kind, uint64_t seed)
     break;
   case 2: fill_pattern (p, BS, seed); break;
   case 3: memset (p, 0x5a, BS); break;
+  case 4:
+    for (size_t k = 0; k < BS; k++)
+      p[k] = "abcdefghijklmnop"[xorshift64 (&seed) & 15];
+    break;
+  case 5:
+    fill_pattern (p, BS / 2, seed);
+    memset (p + BS / 2, 'a' + seed % 26, BS / 2);
+    break;
   }
 }
 
@@ -424,18 +438,112 @@ test_io_errors (void)
 
 /* --- The policy, beyond zram --- */
 
+/* Policy rounds pass until policy_recompressed reaches want, then for
+ * extra tenths of a second more, reading block 0 meanwhile so that it
+ * stays hot; at most 5 s before the extra.
+ */
+static void
+wait_recompressed (uint64_t want, unsigned extra)
+{
+  static unsigned char buf[BS];
+  unsigned i;
+
+  for (i = 0; i < 50 && stats ().policy_recompressed < want; i++) {
+    CHECK_EQ (zram_read (zram, buf, BS, 0), 0);
+    usleep (100000);
+  }
+  for (i = 0; i < extra; i++) {
+    CHECK_EQ (zram_read (zram, buf, BS, 0), 0);
+    usleep (100000);
+  }
+}
+
+/* recompress_idle: the thread recompresses, with zstd, the blocks not
+ * accessed for a second (lzo-rle stores them huge), leaves the one read
+ * meanwhile, tries each only once, and is bounded by nothing else: no
+ * backing device write, no writeback.
+ */
+static void
+test_policy_recompress (void)
+{
+  struct zram_stats before;
+  unsigned i;
+
+  if (!zcomp_find ("zstd")) {
+    fprintf (stderr, "%s: zstd not built, recompress_idle not tested\n",
+             __func__);
+    return;
+  }
+
+  expect_store ("writeback_policy", "recompress_idle=1", 0);
+  expect_store ("recomp_algorithm", "algo=zstd", 0);
+  init ();
+  for (i = 0; i < 20; i++)
+    write_block (i, 4, i + 5000);
+  write_block (20, 2, 5020);            /* random: zstd can't shrink it */
+  write_block (21, 3, 0);               /* same-filled: nothing to do */
+  before = stats ();
+  CHECK_EQ (before.huge_pages, 21);
+  CHECK (strcmp (block_flags (1, NULL), "..h...") == 0);
+  expect_show ("writeback_policy", "writeback_idle=0 near_limit=0 recompress_idle=1\n");
+  CHECK_EQ (zram_policy_start (zram), 0);
+  /* A round more: nothing is tried again. */
+  wait_recompressed (19, 12);
+  zram_policy_stop (zram);
+  CHECK_EQ (stats ().policy_recompressed, 19);
+  CHECK_EQ (stats ().huge_pages, 2);    /* block 0, hot; block 20 */
+  CHECK (stats ().compr_data_size < before.compr_data_size);
+  CHECK_EQ (stats ().bd_count, 0);
+  CHECK (strcmp (block_flags (0, NULL), "..h...") == 0);
+  CHECK (strcmp (block_flags (1, NULL), "....r.") == 0);
+  CHECK (strcmp (block_flags (20, NULL), "..h..n") == 0);
+  CHECK (strcmp (block_flags (21, NULL), "s.....") == 0);
+  expect_show ("policy_stat", "       0        0       19\n");
+  check_all ();
+
+  /* Set at run time, and off: a block rewritten and left idle stays as
+   * it is written.
+   */
+  expect_store ("writeback_policy", "recompress_idle=0", 0);
+  write_block (1, 4, 6001);
+  CHECK_EQ (zram_policy_start (zram), 0);
+  usleep (2500000);
+  zram_policy_stop (zram);
+  CHECK_EQ (stats ().policy_recompressed, 19);
+  CHECK (strcmp (block_flags (1, NULL), "..h...") == 0);
+
+  /* With writeback_idle: recompressed first, then written back. */
+  expect_store ("writeback_policy", "recompress_idle=1 writeback_idle=1", 0);
+  CHECK_EQ (zram_policy_start (zram), 0);
+  for (i = 0; i < 50 && stats ().policy_idle_writes < 21; i++)
+    usleep (100000);
+  zram_policy_stop (zram);
+  /* Blocks 0 (hot no more) and 1 recompressed; all but the same-filled
+   * block written back.
+   */
+  CHECK_EQ (stats ().policy_recompressed, 21);
+  CHECK_EQ (stats ().policy_idle_writes, 21);
+  CHECK (strcmp (block_flags (1, NULL), ".w....") == 0);
+  check_all ();
+  expect_store ("writeback_policy", "recompress_idle=0 writeback_idle=0", 0);
+  reset ();
+}
+
 static void
 test_policy (void)
 {
   unsigned i;
   int r = 0;
 
-  expect_show ("writeback_policy", "writeback_idle=0 near_limit=0\n");
+  expect_show ("writeback_policy", "writeback_idle=0 near_limit=0 recompress_idle=0\n");
   expect_store ("writeback_policy", "", EINVAL);
   expect_store ("writeback_policy", "writeback_idle=x", EINVAL);
   expect_store ("writeback_policy", "near_limit=maybe", EINVAL);
   expect_store ("writeback_policy", "near_limit=1 colour=blue", EINVAL);
-  expect_show ("writeback_policy", "writeback_idle=0 near_limit=0\n");
+  expect_store ("writeback_policy", "recompress_idle=-1", EINVAL);
+  expect_store ("writeback_policy", "recompress_idle=5 near_limit=2", EINVAL);
+  expect_show ("writeback_policy", "writeback_idle=0 near_limit=0 recompress_idle=0\n");
+  expect_show ("policy_stat", "       0        0        0\n");
 
   /* Off: a write past mem_limit is ENOSPC, as in zram. */
   init ();
@@ -475,13 +583,34 @@ test_policy (void)
   check_all ();
   reset ();
 
+  /* near_limit with nothing idle nor huge: the blocks not accessed for a
+   * few seconds go out, the ones just written stay.
+   */
+  init ();
+  expect_store ("mem_limit", "200K", 0);
+  expect_store ("writeback_policy", "near_limit=1", 0);
+  for (i = 0; i < 70; i++)
+    write_block (i, 5, i + 3500);
+  CHECK_EQ (stats ().huge_pages, 0);
+  sleep (3);
+  for (i = 70; i < 130; i++)
+    write_block (i, 5, i + 3500);
+  CHECK (stats ().bd_count > 0);
+  CHECK_EQ (stats ().policy_limit_writes, stats ().bd_count);
+  CHECK (strcmp (block_flags (129, NULL), "......") == 0);
+  check_all ();
+  reset ();
+
   /* writeback_idle: the thread writes back what has not been accessed
-   * for a second, and leaves what is read meanwhile.
+   * for a second, and leaves what is read meanwhile.  recompress_idle,
+   * which goes first in a round, does nothing without a recompression
+   * algorithm.
    */
   init ();
   for (i = 0; i < 20; i++)
     write_block (i, 1, i + 4000);
-  expect_store ("writeback_policy", "writeback_idle=1 near_limit=0", 0);
+  expect_store ("writeback_policy", "writeback_idle=1 near_limit=0 "
+            "recompress_idle=1", 0);
   CHECK_EQ (zram_policy_start (zram), 0);
   for (i = 0; i < 50 && stats ().bd_count < 19; i++) {
     static unsigned char buf[BS];
@@ -492,11 +621,14 @@ test_policy (void)
   zram_policy_stop (zram);
   CHECK_EQ (stats ().bd_count, 19);
   CHECK_EQ (stats ().policy_idle_writes, 19);
+  CHECK_EQ (stats ().policy_recompressed, 0);
   CHECK (strcmp (block_flags (0, NULL), "......") == 0);
   CHECK (strcmp (block_flags (1, NULL), ".w....") == 0);
   check_all ();
-  expect_store ("writeback_policy", "writeback_idle=0", 0);
+  expect_store ("writeback_policy", "writeback_idle=0 recompress_idle=0", 0);
   reset ();
+
+  test_policy_recompress ();
 }
 
 /* --- Races, for TSan --- */
@@ -507,6 +639,8 @@ test_policy (void)
 
 static bool race_stop;
 static unsigned wb_passes;              /* atomic: race_wb's rounds */
+/* The I/O threads go on until the policy has recompressed this many. */
+static uint64_t race_recompressed;
 
 /* Each thread owns its blocks and keeps their expected contents, so it
  * checks every read while writeback moves them under it.
@@ -518,13 +652,18 @@ race_io (void *arg)
   uint64_t st = 0x1234567 + t;
   unsigned char *want = calloc (RACE_PER_THREAD, BS), *buf = malloc (BS);
   unsigned k;
+  bool waiting = race_recompressed > 0;
 
   CHECK (buf && want);
   /* At least RACE_ROUNDS, and on until writeback has gone round a few
-   * times among them.
+   * times among them and the policy has recompressed what it should.
    */
+
   for (k = 0; k < RACE_ROUNDS ||
-         __atomic_load_n (&wb_passes, __ATOMIC_RELAXED) < 20; k++) {
+         __atomic_load_n (&wb_passes, __ATOMIC_RELAXED) < 20 || waiting;
+       k++) {
+    if (waiting && k % 256 == 0)
+      waiting = stats ().policy_recompressed < race_recompressed;
     unsigned j = xorshift64 (&st) % RACE_PER_THREAD;
     uint64_t off = (uint64_t) (first + j) * BS;
     unsigned char *w = want + (size_t) j * BS;
@@ -568,28 +707,36 @@ race_wb (void *arg)
     ssize_t r;
 
     CHECK_EQ (zram_mark_idle_all (zram), 0);
-    r = store ("writeback", "idle");
-    CHECK (r > 0 || r == -ENOSPC);
+    /* Without recompress_idle, writeback of all that is idle; with it,
+     * only of the I/O threads' blocks (the policy's are left to it),
+     * and EAGAIN while the policy recompresses.
+     */
+    if (race_recompressed == 0) {
+      r = store ("writeback", "idle");
+      CHECK (r > 0 || r == -ENOSPC);
+    }
     r = store ("writeback", "page_indexes=0-71");
-    CHECK (r > 0 || r == -ENOSPC);
+    CHECK (r > 0 || r == -ENOSPC || (race_recompressed && r == -EAGAIN));
     zram_compact (zram);
     CHECK (show ("block_state") != NULL);
     CHECK (show ("bd_stat") != NULL);
     __atomic_fetch_add (&wb_passes, 1, __ATOMIC_RELAXED);
+    /* Room for the policy's rounds, which a writeback running skips. */
+    if (race_recompressed)
+      usleep (2000);
   }
   return NULL;
 }
 
+/* The policy's thread, race_wb and the I/O threads, until they end. */
 static void
-test_races (void)
+run_races (void)
 {
   pthread_t io[RACE_THREADS], wb;
   uintptr_t t;
 
-  init ();
-  /* The policy's thread and its reclaim on the write path join in. */
-  expect_store ("mem_limit", "128K", 0);
-  expect_store ("writeback_policy", "writeback_idle=1 near_limit=1", 0);
+  __atomic_store_n (&race_stop, false, __ATOMIC_RELAXED);
+  __atomic_store_n (&wb_passes, 0, __ATOMIC_RELAXED);
   CHECK_EQ (zram_policy_start (zram), 0);
   CHECK (pthread_create (&wb, NULL, race_wb, NULL) == 0);
   for (t = 0; t < RACE_THREADS; t++)
@@ -599,6 +746,16 @@ test_races (void)
   __atomic_store_n (&race_stop, true, __ATOMIC_RELAXED);
   CHECK (pthread_join (wb, NULL) == 0);
   zram_policy_stop (zram);
+}
+
+static void
+test_races (void)
+{
+  init ();
+  /* The policy's thread and its reclaim on the write path join in. */
+  expect_store ("mem_limit", "128K", 0);
+  expect_store ("writeback_policy", "writeback_idle=1 near_limit=1", 0);
+  run_races ();
   fprintf (stderr, "races: bd_writes %llu bd_reads %llu policy %llu %llu\n",
            (unsigned long long) stats ().bd_writes,
            (unsigned long long) stats ().bd_reads,
@@ -610,6 +767,52 @@ test_races (void)
   CHECK (stats ().policy_limit_writes > 0);
   expect_store ("writeback_policy", "writeback_idle=0 near_limit=0", 0);
   expect_store ("mem_limit", "0", 0);
+  reset ();
+}
+
+/* The policy recompresses cold blocks while the I/O threads work on
+ * theirs, writeback of those and compaction go on beside, and the cold
+ * blocks stay intact.
+ */
+#define COLD_FIRST 128
+#define COLD_BLOCKS 64
+
+static void
+test_races_recompress (void)
+{
+  unsigned i;
+
+  if (!zcomp_find ("zstd")) {
+    fprintf (stderr, "%s: zstd not built, recompress_idle not tested\n",
+             __func__);
+    return;
+  }
+
+  expect_store ("recomp_algorithm", "algo=zstd", 0);
+  init ();
+  for (i = COLD_FIRST; i < COLD_FIRST + COLD_BLOCKS; i++)
+    write_block (i, 4, i + 7000);
+  race_recompressed = COLD_BLOCKS;
+  expect_store ("writeback_policy", "recompress_idle=1", 0);
+  run_races ();
+  fprintf (stderr, "races: recompressed %llu bd_writes %llu\n",
+           (unsigned long long) stats ().policy_recompressed,
+           (unsigned long long) stats ().bd_writes);
+  /* All the cold blocks (and none of the I/O threads', never idle long),
+   * left in memory, recompressed, not huge; idle as race_wb marks them.
+   */
+  CHECK_EQ (stats ().policy_recompressed, COLD_BLOCKS);
+  for (i = COLD_FIRST; i < COLD_FIRST + COLD_BLOCKS; i++) {
+    static unsigned char buf[BS];
+    const char *f = block_flags (i, NULL);
+
+    if (strcmp (f, "....r.") != 0 && strcmp (f, "...ir.") != 0)
+      FAIL ("cold block %u: flags %s", i, f);
+    CHECK_EQ (zram_read (zram, buf, BS, (uint64_t) i * BS), 0);
+    if (memcmp (buf, shadow[i], BS) != 0)
+      FAIL ("cold block %u differs", i);
+  }
+  expect_store ("writeback_policy", "recompress_idle=0", 0);
   reset ();
 }
 
@@ -629,6 +832,7 @@ main (void)
   test_io_errors ();
   test_policy ();
   test_races ();
+  test_races_recompress ();
   zram_destroy (zram);
   unlink (backing);
   printf ("test-writeback: ok\n");
