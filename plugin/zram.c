@@ -33,6 +33,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -287,6 +288,20 @@ ublk_initialised_hook (void *opaque)
   ublk_initialised (opaque);
 }
 
+/* mlock=true's reserve of faulted-in pages (zs_set_reserve): 1/32 of the
+ * RAM, the most that swap writes may store before the reserve's thread
+ * has found memory again, between 1 MiB and 64 MiB.
+ */
+static size_t
+swap_reserve_pages (void)
+{
+  long ram = sysconf (_SC_PHYS_PAGES), page = sysconf (_SC_PAGESIZE);
+  size_t pages = ram > 0 && page > 0 ? (size_t) ram * page / 32 / 4096 : 0;
+  size_t lo = (1 << 20) / 4096, hi = (64 << 20) / 4096;
+
+  return pages < lo ? lo : pages > hi ? hi : pages;
+}
+
 static int
 zram_after_fork (void)
 {
@@ -304,6 +319,8 @@ zram_after_fork (void)
     nbdkit_error ("mlock=true: mlockall: %m (see ulimit -l, or run as root)");
     return -1;
   }
+  if (mlock_all)
+    zs_set_reserve (swap_reserve_pages ());
   /* Before the control filesystem, so that its reset and disksize find
    * the block device's hooks in place.
    */
