@@ -319,8 +319,10 @@ zram_after_fork (void)
     nbdkit_error ("mlock=true: mlockall: %m (see ulimit -l, or run as root)");
     return -1;
   }
-  if (mlock_all)
+  if (mlock_all) {
     zs_set_reserve (swap_reserve_pages ());
+    zram_set_populate (zram);
+  }
   /* Before the control filesystem, so that its reset and disksize find
    * the block device's hooks in place.
    */

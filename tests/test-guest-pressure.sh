@@ -14,7 +14,7 @@
 # size of the RAM, out and back in, through each path.
 source "$top_srcdir/tests/functions.sh"
 source "$top_srcdir/tests/guest-lib.sh"
-in_guest --mem 256M --timeout 2100
+in_guest --mem 256M --timeout "${PRESSURE_GUEST_TIMEOUT:-2100}"
 
 workload=$top_builddir/tests/swap-workload
 [ -x "$workload" ] || fail "$workload not built"
@@ -28,8 +28,22 @@ size=$(( ram_mib * 2 ))
 # RAM then fits in what the RAM has left, once compressed.
 random=256
 modprobe nbd || fail "modprobe nbd failed in the guest"
+mkfifo "$tmpdir/tick" && exec {tick}<> "$tmpdir/tick" || fail "mkfifo"
+# PRESSURE_HUNG_SECS: report blocked tasks sooner than the kernel's 120 s,
+# to see a deadlock's stacks on the console while it lasts.
+[ -n "${PRESSURE_HUNG_SECS:-}" ] && echo "$PRESSURE_HUNG_SECS" > /proc/sys/kernel/hung_task_timeout_secs
 modprobe zram || fail "modprobe zram failed in the guest"
 
+# server_stacks NAME: where each of the server's threads is in the kernel.
+server_stacks ()
+{
+    local pid t
+    pid=$(cat "$UZRAM_RUN/pressure-$1/nbdkit.pid" 2>/dev/null) || return 0
+    for t in /proc/"$pid"/task/*; do
+        echo "-- nbdkit thread ${t##*/} ($(cat "$t/comm" 2>/dev/null)), state $(awk '{ print $3 }' "$t/stat" 2>/dev/null), wchan $(cat "$t/wchan" 2>/dev/null)"
+        cat "$t/stack" 2>/dev/null | head -n 25
+    done
+}
 pswpout () { awk '$1 == "pswpout" { print $2 }' /proc/vmstat; }
 declare -A took
 # run_on NAME DEV: the workload with DEV the only swap.
@@ -44,10 +58,18 @@ run_on ()
     # be killed, and waiting for it would never end.
     "$workload" "$size" 0 "$random" > "$tmpdir/$name.out" 2>&1 &
     local wpid=$! t=0
-    while kill -0 $wpid 2>/dev/null && [ $t -lt "$bound" ]; do sleep 1; t=$((t + 1)); done
+    # Waits with bash's own read, not sleep: a fork and exec under this
+    # pressure may wait on the very swap that is stuck.
+    while kill -0 $wpid 2>/dev/null && [ $t -lt "$bound" ]; do
+        read -r -t 1 -u "$tick" || :; t=$((t + 1))
+    done
     if kill -0 $wpid 2>/dev/null; then
         cat "$tmpdir/$name.out"
-        echo "$name: the workload is stuck; the guest kernel's blocked tasks:"
+        echo "$name: the workload is stuck; the guest's memory:"
+        grep -E '^(MemFree|MemAvailable|Cached|SwapFree|Mlocked|AnonPages|Shmem|Dirty|Writeback):' /proc/meminfo
+        grep -E '^(pswp|pgscan|pgsteal|allocstall|oom_kill|nr_free_pages )' /proc/vmstat
+        server_stacks "$name"
+        echo "$name: the guest kernel's blocked tasks:"
         echo w > /proc/sysrq-trigger
         dmesg | sed -n '/blocked for more than/,$p' | head -n 150
         fail "$name: the workload did not finish within $bound s"
