@@ -291,8 +291,6 @@ zram_set_disksize (struct zram *zram, uint64_t bytes)
     free_confs (zram);
     goto out;
   }
-  if (zram->populate)
-    slot_table_populate (&zram->table);
   zram->pool = pool;
   zram->huge_class_size = zs_huge_class_size (pool);
   __atomic_store_n (&zram->disksize, nr_slots << ZRAM_BLOCK_SHIFT,
@@ -300,16 +298,6 @@ zram_set_disksize (struct zram *zram, uint64_t bytes)
  out:
   pthread_rwlock_unlock (&zram->init_lock);
   return r;
-}
-
-void
-zram_set_populate (struct zram *zram)
-{
-  pthread_rwlock_wrlock (&zram->init_lock);
-  zram->populate = true;
-  if (zram_has_table (zram))
-    slot_table_populate (&zram->table);
-  pthread_rwlock_unlock (&zram->init_lock);
 }
 
 /* Both without the lock: front ends ask for the size on every request

@@ -177,11 +177,6 @@ const char *const *zram_comp_algorithms (void);
  * -ENOMEM.
  */
 int zram_set_disksize (struct zram *zram, uint64_t bytes);
-/* For swap: the slot table is faulted in whole at disksize (now, if it is
- * set), as Linux's zram allocates it, so that a swap write to a megabyte
- * not written before does not wait for memory on the I/O path.
- */
-void zram_set_populate (struct zram *zram);
 /* Both cost one atomic load (no lock): fine on every request. */
 uint64_t zram_disksize (struct zram *zram);
 bool zram_initialised (struct zram *zram);
