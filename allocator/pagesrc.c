@@ -383,6 +383,28 @@ cmp_ptr (const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
+/* Maps a chunk and adds it.  Called with src->lock held, which it drops
+ * while mapping.  -1 when there is no more memory to map.
+ */
+static int
+grow (struct page_source *src)
+{
+  struct chunk *c;
+
+  pthread_mutex_unlock (&src->lock);
+  c = map_chunk ();
+  pthread_mutex_lock (&src->lock);
+  if (c && insert_chunk (src, c) == 0)
+    return 0;
+  if (c) {
+    pthread_mutex_unlock (&src->lock);
+    munmap (c->base, CHUNK_SIZE);
+    free (c);
+    pthread_mutex_lock (&src->lock);
+  }
+  return -1;
+}
+
 /* Populates what take_pages noted.  Best effort: where the kernel lacks
  * MADV_POPULATE_WRITE (EINVAL before Linux 5.14), the pages fault in on
  * use, as they would anyway.
@@ -441,25 +463,11 @@ refill_main (void *arg)
 
       got = take_pages (src, batch, n, &pop, false);
       if (got == 0) {
-        struct chunk *c;
-        int r;
-
-        pthread_mutex_unlock (&src->lock);
-        c = map_chunk ();
-        pthread_mutex_lock (&src->lock);
-        r = c ? insert_chunk (src, c) : -1;
-        if (r == -1) {
-          /* Out of address space: the allocations fault pages in
-           * themselves until one wakes the refiller again.
-           */
-          if (c) {
-            pthread_mutex_unlock (&src->lock);
-            munmap (c->base, CHUNK_SIZE);
-            free (c);
-            pthread_mutex_lock (&src->lock);
-          }
+        /* Out of address space: the allocations fault pages in
+         * themselves until one wakes the refiller again.
+         */
+        if (grow (src) == -1)
           break;
-        }
         continue;
       }
       pthread_mutex_unlock (&src->lock);
@@ -524,19 +532,8 @@ alloc_builtin (struct page_source *src, void **pages, unsigned n)
   pthread_mutex_lock (&src->lock);
   got = take_pages (src, pages, n, &pop, true);
   while (got < n) {
-    struct chunk *c;
-    int r;
-
-    pthread_mutex_unlock (&src->lock);
-    c = map_chunk ();
-    pthread_mutex_lock (&src->lock);
-    r = c ? insert_chunk (src, c) : -1;
-    if (r == -1) {
+    if (grow (src) == -1) {
       pthread_mutex_unlock (&src->lock);
-      if (c) {
-        munmap (c->base, CHUNK_SIZE);
-        free (c);
-      }
       if (got)
         pagesrc_free (src, pages, got);
       errno = ENOMEM;
