@@ -420,24 +420,21 @@ populate (const struct populate *pop)
       warn_once (WARN_POPULATE, errno, "madvise MADV_POPULATE_WRITE");
 }
 
-/* Faults in n pages that nobody uses: sorted, so that neighbours share
- * one madvise, else (a kernel before 5.14) one write to each.
+/* Faults in n pages that nobody uses, one write to each.  Not
+ * MADV_POPULATE_WRITE: that holds the process's mmap lock for reading
+ * while it waits for memory, and an I/O thread whose malloc grows a heap
+ * (mprotect, which takes the lock for writing) then waits behind it for
+ * as long as reclaim takes, which is for ever when reclaim waits on that
+ * thread's swap I/O (seen in a guest on /dev/ublkbN).  A page fault takes
+ * only its own mapping's lock (Linux 6.4+).
  */
 static void
 fault_in (void **pages, unsigned n)
 {
-  unsigned i, j;
+  unsigned i;
 
-  qsort (pages, n, sizeof *pages, cmp_ptr);
-  for (i = 0; i < n; i = j) {
-    for (j = i + 1; j < n; j++)
-      if ((char *) pages[j] != (char *) pages[j - 1] + ZS_PAGE_SIZE)
-        break;
-    if (madvise (pages[i], (j - i) * ZS_PAGE_SIZE, MADV_POPULATE_WRITE) == 0)
-      continue;
-    for (unsigned k = i; k < j; k++)
-      *(volatile char *) pages[k] = 0;
-  }
+  for (i = 0; i < n; i++)
+    *(volatile char *) pages[i] = 0;
 }
 
 /* The refiller: tops the reserve up to res_target whenever an allocation
@@ -471,8 +468,8 @@ refill_main (void *arg)
         continue;
       }
       pthread_mutex_unlock (&src->lock);
+      /* pop's ranges are left alone, for the same reason. */
       fault_in (batch, got);
-      populate (&pop);
       pthread_mutex_lock (&src->lock);
       /* Only the refiller adds to the reserve, so there is room. */
       assert (src->nres + got <= src->res_target);
