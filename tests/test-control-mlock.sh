@@ -22,8 +22,9 @@ measure ()
     # mlock=on keeps a reserve of pages for swap writes (zs_set_reserve),
     # faulted in from the first write on and held for good: part of the
     # baseline, not of what the data costs.  One block written, then the
-    # baseline once RssAnon stands still.
-    timeout 60 nbdsh -u "$uri" -c 'h.pwrite(b"x" * 4096, 0)' || fail "mlock=$1: the first write failed"
+    # baseline once RssAnon stands still.  (Random, as a same-filled block
+    # would allocate nothing.)
+    timeout 60 nbdsh -u "$uri" -c 'import os; h.pwrite(os.urandom(4096), 0)' || fail "mlock=$1: the first write failed"
     base=$(rss_anon "$nbdkit_pid")
     for (( i = 0; i < 50; i++ )); do
         sleep 0.1
