@@ -20,6 +20,21 @@
  * chunk with a free page, so that pages concentrate in few chunks and the
  * others can empty.
  *
+ * For swap (zs_set_reserve), a reserve sits between the hot stack and the
+ * chunks: pages taken from the chunks and faulted in ahead of use by a
+ * thread of the source's own, the refiller.  An allocation takes the hot
+ * stack, then the reserve, and only then pages that may still need the
+ * kernel to find memory, and it wakes the refiller once the reserve is
+ * half gone.  A swap device's server that has to fault in a page while
+ * the system is out of memory waits for reclaim, and reclaim waits for
+ * swap writes that the server is there to serve: Linux's zsmalloc, on
+ * that path, allocates from the reserves that reclaim may dip into, a
+ * thing userspace cannot do.  So the server's I/O threads take pages
+ * that are already there, and the refiller, which serves no I/O, is the
+ * one that waits for reclaim, while the swap writes it waits for go on
+ * with what the reserve still holds.  (Under mlockall the reserve stays
+ * resident.)
+ *
  * With struct zs_ops, every call goes to the caller's functions one page at
  * a time, and no state is kept here.
  *
@@ -82,6 +97,14 @@
 #define MADV_DONTNEED_LOCKED 24
 #endif
 
+/* zs_set_reserve's value: the reserve each builtin source keeps. */
+static atomic_size_t reserve_pages;
+
+/* The refiller faults pages in this many at a time, taking src->lock
+ * between batches only.
+ */
+#define REFILL_BATCH 64
+
 /* Ranges to populate, noted under the lock and populated outside it. */
 struct populate {
   unsigned n;
@@ -105,6 +128,14 @@ struct page_source {
   size_t nempty;                   /* chunks with every page free */
   void *hot[HOT_PAGES];
   unsigned nhot;
+  /* The reserve: res[0..nres-1] faulted in, handed out after the hot
+   * stack; the refiller tops it up to res_target when woken.
+   */
+  void **res;
+  size_t nres, res_target;
+  bool refill_running, refill_wanted, refill_stop;
+  pthread_t refill;
+  pthread_cond_t refill_cond;
 };
 
 struct page_source *
@@ -119,7 +150,14 @@ pagesrc_create (const struct zs_ops *ops)
   else
     src->builtin = 1;
   pthread_mutex_init (&src->lock, NULL);
+  pthread_cond_init (&src->refill_cond, NULL);
   return src;
+}
+
+void
+zs_set_reserve (size_t pages)
+{
+  atomic_store (&reserve_pages, pages);
 }
 
 void
@@ -129,6 +167,15 @@ pagesrc_destroy (struct page_source *src)
 
   if (!src)
     return;
+  if (src->refill_running) {
+    pthread_mutex_lock (&src->lock);
+    src->refill_stop = true;
+    pthread_cond_signal (&src->refill_cond);
+    pthread_mutex_unlock (&src->lock);
+    pthread_join (src->refill, NULL);
+  }
+  free (src->res);
+  pthread_cond_destroy (&src->refill_cond);
   for (i = 0; i < src->nchunks; i++) {
     munmap (src->chunks[i]->base, CHUNK_SIZE);
     free (src->chunks[i]);
@@ -158,7 +205,7 @@ zs_set_warn (void (*fn) (const char *msg))
  * every purge, and one line says all there is to say.
  */
 enum warning { WARN_FALLBACK, WARN_GIVE_BACK, WARN_LOCKED, WARN_POPULATE, WARN_NOHUGEPAGE,
-               WARN_KINDS };
+               WARN_RESERVE, WARN_KINDS };
 static atomic_bool warned[WARN_KINDS];
 
 static void
@@ -284,17 +331,25 @@ insert_chunk (struct page_source *src, struct chunk *c)
   return 0;
 }
 
-/* Takes up to n pages from the hot stack and the chunks.  Called with
- * src->lock held.  Returns how many it took.
+/* Takes up to n pages from the hot stack and the reserve (reserve false:
+ * neither, for the refiller) and the chunks.  Called with src->lock held.
+ * Returns how many it took.
  */
 static unsigned
 take_pages (struct page_source *src, void **pages, unsigned n,
-            struct populate *pop)
+            struct populate *pop, bool reserve)
 {
   unsigned got = 0;
 
-  while (got < n && src->nhot > 0)
+  while (reserve && got < n && src->nhot > 0)
     pages[got++] = src->hot[--src->nhot];
+  while (reserve && got < n && src->nres > 0)
+    pages[got++] = src->res[--src->nres];
+  if (reserve && src->res_target && !src->refill_wanted &&
+      src->nres < src->res_target / 2) {
+    src->refill_wanted = true;
+    pthread_cond_signal (&src->refill_cond);
+  }
   while (got < n && src->first_free < src->nchunks) {
     struct chunk *c = src->chunks[src->first_free];
 
@@ -321,42 +376,170 @@ take_pages (struct page_source *src, void **pages, unsigned n,
 }
 
 static int
+cmp_ptr (const void *a, const void *b)
+{
+  const char *x = *(char *const *) a, *y = *(char *const *) b;
+
+  return (x > y) - (x < y);
+}
+
+/* Maps a chunk and adds it.  Called with src->lock held, which it drops
+ * while mapping.  -1 when there is no more memory to map.
+ */
+static int
+grow (struct page_source *src)
+{
+  struct chunk *c;
+
+  pthread_mutex_unlock (&src->lock);
+  c = map_chunk ();
+  pthread_mutex_lock (&src->lock);
+  if (c && insert_chunk (src, c) == 0)
+    return 0;
+  if (c) {
+    pthread_mutex_unlock (&src->lock);
+    munmap (c->base, CHUNK_SIZE);
+    free (c);
+    pthread_mutex_lock (&src->lock);
+  }
+  return -1;
+}
+
+/* Populates what take_pages noted.  Best effort: where the kernel lacks
+ * MADV_POPULATE_WRITE (EINVAL before Linux 5.14), the pages fault in on
+ * use, as they would anyway.
+ */
+static void
+populate (const struct populate *pop)
+{
+  unsigned i;
+
+  for (i = 0; i < pop->n; i++)
+    if (madvise (pop->r[i].addr, pop->r[i].len, MADV_POPULATE_WRITE) == -1
+        && errno != EINVAL)
+      warn_once (WARN_POPULATE, errno, "madvise MADV_POPULATE_WRITE");
+}
+
+/* Faults in n pages that nobody uses, one write to each.  Not
+ * MADV_POPULATE_WRITE: that holds the process's mmap lock for reading
+ * while it waits for memory, and an I/O thread whose malloc grows a heap
+ * (mprotect, which takes the lock for writing) then waits behind it for
+ * as long as reclaim takes, which is for ever when reclaim waits on that
+ * thread's swap I/O (seen in a guest on /dev/ublkbN).  A page fault takes
+ * only its own mapping's lock (Linux 6.4+).
+ */
+static void
+fault_in (void **pages, unsigned n)
+{
+  unsigned i;
+
+  for (i = 0; i < n; i++)
+    *(volatile char *) pages[i] = 0;
+}
+
+/* The refiller: tops the reserve up to res_target whenever an allocation
+ * wakes it, mapping chunks as needed.  It serves no I/O, so it may wait
+ * for reclaim as long as reclaim takes.
+ */
+static void *
+refill_main (void *arg)
+{
+  struct page_source *src = arg;
+  void *batch[REFILL_BATCH];
+
+  pthread_mutex_lock (&src->lock);
+  for (;;) {
+    while (!src->refill_stop && !src->refill_wanted)
+      pthread_cond_wait (&src->refill_cond, &src->lock);
+    if (src->refill_stop)
+      break;
+    while (!src->refill_stop && src->nres < src->res_target) {
+      struct populate pop = { .n = 0 };
+      size_t want = src->res_target - src->nres;
+      unsigned n = want < REFILL_BATCH ? want : REFILL_BATCH, got;
+
+      got = take_pages (src, batch, n, &pop, false);
+      if (got == 0) {
+        /* Out of address space: the allocations fault pages in
+         * themselves until one wakes the refiller again.
+         */
+        if (grow (src) == -1)
+          break;
+        continue;
+      }
+      pthread_mutex_unlock (&src->lock);
+      /* pop's ranges are left alone, for the same reason. */
+      fault_in (batch, got);
+      pthread_mutex_lock (&src->lock);
+      /* Only the refiller adds to the reserve, so there is room. */
+      assert (src->nres + got <= src->res_target);
+      memcpy (&src->res[src->nres], batch, got * sizeof *batch);
+      src->nres += got;
+    }
+    src->refill_wanted = false;
+  }
+  pthread_mutex_unlock (&src->lock);
+  return NULL;
+}
+
+/* Starts the refiller the first time an allocation finds zs_set_reserve
+ * set.  Called without src->lock; an allocation that cannot start it
+ * goes on without a reserve, as the source always did.
+ */
+static void
+start_refill (struct page_source *src)
+{
+  size_t target = atomic_load_explicit (&reserve_pages, memory_order_relaxed);
+  void **res;
+  int err;
+
+  if (target == 0 || __atomic_load_n (&src->refill_running, __ATOMIC_ACQUIRE))
+    return;
+  res = malloc (target * sizeof *res);
+  pthread_mutex_lock (&src->lock);
+  if (src->refill_running || !res) {
+    pthread_mutex_unlock (&src->lock);
+    free (res);
+    return;
+  }
+  src->res = res;
+  src->res_target = target;
+  src->refill_wanted = true;
+  err = pthread_create (&src->refill, NULL, refill_main, src);
+  if (err) {
+    src->res = NULL;
+    src->res_target = 0;
+    pthread_mutex_unlock (&src->lock);
+    free (res);
+    warn_once (WARN_RESERVE, err, "no reserve for swap: pthread_create");
+    return;
+  }
+  pthread_setname_np (src->refill, "zs-reserve");
+  __atomic_store_n (&src->refill_running, true, __ATOMIC_RELEASE);
+  pthread_mutex_unlock (&src->lock);
+}
+
+static int
 alloc_builtin (struct page_source *src, void **pages, unsigned n)
 {
   struct populate pop = { .n = 0 };
-  unsigned got, i;
+  unsigned got;
 
+  start_refill (src);
   pthread_mutex_lock (&src->lock);
-  got = take_pages (src, pages, n, &pop);
+  got = take_pages (src, pages, n, &pop, true);
   while (got < n) {
-    struct chunk *c;
-    int r;
-
-    pthread_mutex_unlock (&src->lock);
-    c = map_chunk ();
-    pthread_mutex_lock (&src->lock);
-    r = c ? insert_chunk (src, c) : -1;
-    if (r == -1) {
+    if (grow (src) == -1) {
       pthread_mutex_unlock (&src->lock);
-      if (c) {
-        munmap (c->base, CHUNK_SIZE);
-        free (c);
-      }
       if (got)
         pagesrc_free (src, pages, got);
       errno = ENOMEM;
       return -1;
     }
-    got += take_pages (src, pages + got, n - got, &pop);
+    got += take_pages (src, pages + got, n - got, &pop, true);
   }
   pthread_mutex_unlock (&src->lock);
-  /* Best effort: where the kernel lacks it (EINVAL before Linux 5.14),
-   * the pages fault in on use, as they would anyway.
-   */
-  for (i = 0; i < pop.n; i++)
-    if (madvise (pop.r[i].addr, pop.r[i].len, MADV_POPULATE_WRITE) == -1
-        && errno != EINVAL)
-      warn_once (WARN_POPULATE, errno, "madvise MADV_POPULATE_WRITE");
+  populate (&pop);
   return 0;
 }
 
@@ -377,14 +560,6 @@ pagesrc_alloc (struct page_source *src, void **pages, unsigned n)
     }
   }
   return 0;
-}
-
-static int
-cmp_ptr (const void *a, const void *b)
-{
-  const char *x = *(char *const *) a, *y = *(char *const *) b;
-
-  return (x > y) - (x < y);
 }
 
 /* Gives pages (taken off every free list) back to the system, coalescing

@@ -94,6 +94,17 @@ unsigned long zs_compact (struct zs_pool *pool);
  */
 void zs_set_warn (void (*fn) (const char *msg));
 
+/* For a pool that serves swap: the built-in page source of every pool keeps
+ * up to pages pages faulted in ahead of use, refilled by a thread of its
+ * own, so that zs_malloc takes memory that is already there instead of
+ * waiting, on the swap device's I/O path, for reclaim that may be waiting
+ * on that very I/O (as Linux's zsmalloc allocates from the reserves that
+ * reclaim may dip into).  Under mlockall the pages stay resident.  0, the
+ * default, keeps none.  Takes effect at each pool's next allocation;
+ * call it after any fork, as the thread is not inherited.
+ */
+void zs_set_reserve (size_t pages);
+
 #define ZS_NR_FULLNESS 12
 
 /* One size class, as zsmalloc's debugfs `classes` file shows it.  Classes

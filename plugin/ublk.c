@@ -641,11 +641,14 @@ queue_map (struct ublk_dev *d, struct ublk_queue *q)
   }
   q->descs = p;
   /* Anonymous and unreserved: only what requests touch becomes memory
-   * (and is locked by mlock=true's MCL_ONFAULT).
+   * (and is locked by mlock=true's MCL_ONFAULT).  User copy's one buffer
+   * is populated now, so that no request, swap's included, waits for a
+   * page fault on it; per-tag buffers are too large for that.
    */
   q->bufs_len = d->user_copy ? MAX_IO : (size_t) QUEUE_DEPTH * MAX_IO;
   p = mmap (NULL, q->bufs_len, PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+            (d->user_copy ? MAP_POPULATE : 0), -1, 0);
   if (p == MAP_FAILED) {
     nbdkit_error ("ublk: mmap buffers: %m");
     return -1;

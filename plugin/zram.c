@@ -37,6 +37,7 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -314,6 +315,21 @@ ublk_initialised_hook (void *opaque)
   ublk_initialised (opaque);
 }
 
+/* mlock=true's reserve of faulted-in pages (zs_set_reserve): 1/32 of the
+ * RAM, the most that swap writes may store before the reserve's thread
+ * has found memory again, between 1 MiB and 16 MiB (it stays resident for
+ * good, used or not).
+ */
+static size_t
+swap_reserve_pages (void)
+{
+  long ram = sysconf (_SC_PHYS_PAGES), page = sysconf (_SC_PAGESIZE);
+  size_t pages = ram > 0 && page > 0 ? (size_t) ram * page / 32 / 4096 : 0;
+  size_t lo = (1 << 20) / 4096, hi = (16 << 20) / 4096;
+
+  return pages < lo ? lo : pages > hi ? hi : pages;
+}
+
 static int
 zram_after_fork (void)
 {
@@ -331,6 +347,8 @@ zram_after_fork (void)
     nbdkit_error ("mlock=true: mlockall: %m (see ulimit -l, or run as root)");
     return -1;
   }
+  if (mlock_all)
+    zs_set_reserve (swap_reserve_pages ());
   /* Before the control filesystem, so that its reset and disksize find
    * the block device's hooks in place.
    */

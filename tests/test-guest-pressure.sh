@@ -1,20 +1,26 @@
 #!/bin/bash
 # Swap under global memory pressure, in a guest on Debian's kernel
 # (guest-lib.sh) with 256 MiB of RAM and no cgroup: a workload touching
-# twice that swaps through `uzram up --swap` attached over nbd, then over a
-# loop device on `disk`, then (only when PRESSURE_PATHS names it) over
-# ublk, and, for reference, through the guest kernel's own zram.  Here nbdkit itself is short of memory, as it never is when
-# only the workload is confined to a cgroup: a server that needs memory to
-# free memory deadlocks.  Each run must end within its bound
-# (PRESSURE_BOUND, default 600 s) with every byte intact, and the guest's
-# kernel must report no hung task (one blocked for its default 120 s).
-# The times are printed as ratios to zram's, not asserted.
-# PRESSURE_PATHS (default "zram nbd disk"; "ublk" also) picks the paths.  The RAM is
-# small because under TCG the time goes with what is swapped: about the
-# size of the RAM, out and back in, through each path.
+# twice that swaps through `uzram up --swap --via ublk` and, for
+# reference, through the guest kernel's own zram.  Here nbdkit itself is
+# short of memory, as it never is when only the workload is confined to a
+# cgroup: a server that needs memory to free memory deadlocks.  Each run
+# must end within its bound (PRESSURE_BOUND, default 600 s) with every
+# byte intact, and the guest's kernel must report no hung task (one
+# blocked for its default 120 s).  The times are printed as ratios to
+# zram's, not asserted.
+# PRESSURE_PATHS (default "zram ublk") picks the paths; "nbd" and "disk"
+# (a loop device over `disk`) run only when named, as both deadlock here
+# in the kernel's side of the device, not in the server: nbdkit's reply
+# on its socket needs a socket buffer that the kernel allocates as for any
+# process, and the loop device's worker allocates FUSE's request for each
+# swap write; once free memory is gone both wait on reclaim, which waits
+# on them (nbdkit-zram-plugin(1), Swap, has the stacks).  The RAM is small
+# because under TCG the time goes with what is swapped: about the size of
+# the RAM, out and back in, through each path.
 source "$top_srcdir/tests/functions.sh"
 source "$top_srcdir/tests/guest-lib.sh"
-in_guest --mem 256M --timeout 2100
+in_guest --mem 256M --timeout "${PRESSURE_GUEST_TIMEOUT:-2100}"
 
 workload=$top_builddir/tests/swap-workload
 [ -x "$workload" ] || fail "$workload not built"
@@ -28,8 +34,24 @@ size=$(( ram_mib * 2 ))
 # RAM then fits in what the RAM has left, once compressed.
 random=256
 modprobe nbd || fail "modprobe nbd failed in the guest"
+mkfifo "$tmpdir/tick" && exec {tick}<> "$tmpdir/tick" || fail "mkfifo"
+# PRESSURE_HUNG_SECS: report blocked tasks sooner than the kernel's 120 s,
+# to see a deadlock's stacks on the console while it lasts.
+[ -n "${PRESSURE_HUNG_SECS:-}" ] && echo "$PRESSURE_HUNG_SECS" > /proc/sys/kernel/hung_task_timeout_secs
 modprobe zram || fail "modprobe zram failed in the guest"
+[[ " ${PRESSURE_PATHS:-ublk} " != *" ublk "* ]] || modprobe ublk_drv ||
+    fail "modprobe ublk_drv failed in the guest"
 
+# server_stacks NAME: where each of the server's threads is in the kernel.
+server_stacks ()
+{
+    local pid t
+    pid=$(cat "$UZRAM_RUN/pressure-$1/nbdkit.pid" 2>/dev/null) || return 0
+    for t in /proc/"$pid"/task/*; do
+        echo "-- nbdkit thread ${t##*/} ($(cat "$t/comm" 2>/dev/null)), state $(awk '{ print $3 }' "$t/stat" 2>/dev/null), wchan $(cat "$t/wchan" 2>/dev/null)"
+        cat "$t/stack" 2>/dev/null | head -n 25
+    done
+}
 pswpout () { awk '$1 == "pswpout" { print $2 }' /proc/vmstat; }
 declare -A took
 # run_on NAME DEV: the workload with DEV the only swap.
@@ -44,10 +66,29 @@ run_on ()
     # be killed, and waiting for it would never end.
     "$workload" "$size" 0 "$random" > "$tmpdir/$name.out" 2>&1 &
     local wpid=$! t=0
-    while kill -0 $wpid 2>/dev/null && [ $t -lt "$bound" ]; do sleep 1; t=$((t + 1)); done
+    # PRESSURE_HUNG_SECS also starts a watchdog, locked in memory, that
+    # has the kernel print every task's stack (sysrq t) to the console
+    # 90 s before the bound: a deadlocked guest's shell may never get
+    # there itself.
+    if [ -n "${PRESSURE_HUNG_SECS:-}" ] && command -v python3 >/dev/null; then
+        python3 -c 'import ctypes, sys, time
+ctypes.CDLL(None, use_errno=True).mlockall(3)
+time.sleep(max(int(sys.argv[1]) - 90, 10))
+open("/proc/sysrq-trigger", "w").write("t")' "$bound" &
+        cleanup_fn "kill $! 2>/dev/null"
+    fi
+    # Waits with bash's own read, not sleep: a fork and exec under this
+    # pressure may wait on the very swap that is stuck.
+    while kill -0 $wpid 2>/dev/null && [ $t -lt "$bound" ]; do
+        read -r -t 1 -u "$tick" || :; t=$((t + 1))
+    done
     if kill -0 $wpid 2>/dev/null; then
         cat "$tmpdir/$name.out"
-        echo "$name: the workload is stuck; the guest kernel's blocked tasks:"
+        echo "$name: the workload is stuck; the guest's memory:"
+        grep -E '^(MemFree|MemAvailable|Cached|SwapFree|Mlocked|AnonPages|Shmem|Dirty|Writeback):' /proc/meminfo
+        grep -E '^(pswp|pgscan|pgsteal|allocstall|oom_kill|nr_free_pages )' /proc/vmstat
+        server_stacks "$name"
+        echo "$name: the guest kernel's blocked tasks:"
         echo w > /proc/sysrq-trigger
         dmesg | sed -n '/blocked for more than/,$p' | head -n 150
         fail "$name: the workload did not finish within $bound s"
@@ -66,7 +107,7 @@ run_on ()
     echo "$name: ${took[$name]} s, $out pages swapped out, RAM $ram_mib MiB, workload $size MiB"
 }
 
-paths=${PRESSURE_PATHS:-zram nbd disk}
+paths=${PRESSURE_PATHS:-zram ublk}
 if [[ " $paths " = *" zram "* ]]; then
     echo "== the guest kernel's zram (lz4)"
     z=/sys/block/zram0

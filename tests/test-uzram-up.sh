@@ -5,7 +5,9 @@
 #   own message, and leaves no state; it used to go to syslog while up
 #   waited 20 s to say the control filesystem "did not appear";
 # - --swap turns swap on at priority 100 (zram-generator's, above disk
-#   swap), or at --priority N; a bad --priority is refused.
+#   swap), or at --priority N; a bad --priority is refused;
+# - --swap over a loop device warns that it can deadlock under global
+#   memory pressure, and turns writeback throttling off on the device.
 source "$top_srcdir/tests/functions.sh"
 need_tool losetup mkswap swapon setpriv
 export UZRAM_RUN=$tmpdir/run UZRAM_PLUGIN=$PLUGIN
@@ -41,8 +43,16 @@ for p in abc 32768 -2 1x ""; do
 done
 [ ! -e "$UZRAM_RUN/$a" ] || fail "a refused up left $UZRAM_RUN/$a"
 
-dev=$(timeout 120 "$uzram" up --size 64M --swap --name "$a") || fail "up --swap failed"
+dev=$(timeout 120 "$uzram" up --size 64M --swap --name "$a" 2> "$tmpdir/up.err") || fail "up --swap failed: $(cat "$tmpdir/up.err")"
 [ "$(prio_of "$dev")" = 100 ] || fail "swap on $dev at priority $(prio_of "$dev"), want 100: $(cat /proc/swaps)"
+# Swap on a loop device over `disk` can deadlock under the whole
+# machine's memory pressure (the kernel allocates for each swap write):
+# up says so.  (This kernel has no ublk, so the default is disk.)
+grep -q -- "swap --via disk can deadlock once the whole machine is out of memory" "$tmpdir/up.err" ||
+    fail "up --swap --via disk did not warn of the deadlock: $(cat "$tmpdir/up.err")"
+# And writeback throttling is off on it.
+wbt=/sys/block/$(basename "$(readlink -f "$dev")")/queue/wbt_lat_usec
+[ ! -e "$wbt" ] || [ "$(cat "$wbt")" = 0 ] || fail "$wbt is $(cat "$wbt"), want 0 on a swap device"
 timeout 120 "$uzram" down "$a" || fail "down failed"
 dev=$(timeout 120 "$uzram" up --size 64M --swap --priority 7 --name "$a") || fail "up --swap --priority 7 failed"
 [ "$(prio_of "$dev")" = 7 ] || fail "swap on $dev at priority $(prio_of "$dev"), want 7"

@@ -5,7 +5,8 @@
  * source that runs dry, memory going back to the system after a mass free
  * and after a free of every other object and compaction (also under
  * mlockall, as nbdkit runs with mlock=true), the built-in page source
- * unmapping chunks that empty together, and the per-class statistics.
+ * unmapping chunks that empty together, the per-class statistics, and
+ * the reserve for swap faulted in off the allocating thread.
  */
 #include <config.h>
 
@@ -752,6 +753,67 @@ test_purge_last_chunk (void)
   free (pages);
 }
 
+static long
+minflt (int who)
+{
+  struct rusage ru;
+
+  assert (getrusage (who, &ru) == 0);
+  return ru.ru_minflt;
+}
+
+/* zs_set_reserve: the built-in source's refiller faults the reserve in
+ * on its own thread, so an allocation that the reserve covers takes no
+ * page fault on the thread that asks (a swap server's I/O thread, which
+ * must not wait for reclaim).  Without the reserve, every fresh page
+ * faults in on the allocating thread (MADV_POPULATE_WRITE counts there).
+ */
+static void
+test_reserve (void)
+{
+  enum { RES = 1024, TAKE = RES / 2 };
+  struct page_source *src;
+  void **pages = calloc (TAKE + 1, sizeof *pages);
+  long self0, mine0, mine;
+  unsigned i;
+  int waited = 0;
+
+  assert (pages);
+  zs_set_reserve (RES);
+  src = pagesrc_create (NULL);
+  assert (src);
+  self0 = minflt (RUSAGE_SELF);
+  /* The first allocation starts the refiller. */
+  if (pagesrc_alloc (src, &pages[TAKE], 1))
+    FAIL ("pagesrc_alloc: %m");
+  while (minflt (RUSAGE_SELF) - self0 < RES * 9 / 10) {
+    if (++waited > 1000)
+      FAIL ("the reserve's thread faulted in only %ld pages of %d in 10 s",
+            minflt (RUSAGE_SELF) - self0, RES);
+    usleep (10000);
+  }
+  mine0 = minflt (RUSAGE_THREAD);
+  for (i = 0; i < TAKE; i++) {
+    if (pagesrc_alloc (src, &pages[i], 1))
+      FAIL ("pagesrc_alloc: %m");
+    memset (pages[i], 0x5a, PAGE);
+  }
+  mine = minflt (RUSAGE_THREAD) - mine0;
+  printf ("reserve: %d pages taken, %ld page faults on the taking thread\n",
+          TAKE, mine);
+  /* A sanitizer's shadow of the pages faults in on this thread. */
+  if (running_sanitizer ())
+    printf ("reserve: the fault count is not checked under a sanitizer\n");
+  else if (mine > TAKE / 8)
+    FAIL ("%ld page faults taking %d pages from a reserve of %d",
+          mine, TAKE, RES);
+  pagesrc_free (src, pages, TAKE + 1);
+  /* Stops and joins the refiller. */
+  pagesrc_destroy (src);
+  zs_set_reserve (0);
+  free (pages);
+}
+
 int
 main (void)
 {
@@ -766,6 +828,7 @@ main (void)
   test_rss_compact_locked ();
   test_purge_adjacent_chunks ();
   test_purge_last_chunk ();
+  test_reserve ();
   printf ("PASS\n");
   return 0;
 }
