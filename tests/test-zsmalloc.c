@@ -36,6 +36,19 @@ fill (struct zs_pool *pool, unsigned long h, size_t size, unsigned long seed)
   zs_unmap_object (pool, h);
 }
 
+/* N objects of SIZE bytes into H[], object i filled with seed i. */
+static void
+fill_objects (struct zs_pool *pool, unsigned long *h, int n, size_t size)
+{
+  int i;
+
+  for (i = 0; i < n; i++) {
+    h[i] = zs_malloc (pool, size);
+    assert (h[i]);
+    fill (pool, h[i], size, i);
+  }
+}
+
 static int
 check (struct zs_pool *pool, unsigned long h, size_t size, unsigned long seed)
 {
@@ -279,11 +292,7 @@ test_pinned (void)
   const unsigned char *p, *q;
   int i, pinned = 0;
 
-  for (i = 0; i < N; i++) {
-    h[i] = zs_malloc (pool, SIZE);
-    assert (h[i]);
-    fill (pool, h[i], SIZE, i);
-  }
+  fill_objects (pool, h, N, SIZE);
   /* Keep every 16th object: zspages of 8 slots end up half empty or
    * empty, and the survivor pinned (the first) sits in a sparse one.
    */
@@ -520,11 +529,7 @@ test_rss (void)
 
   memset (h, 0, N * sizeof *h);       /* resident before the baseline */
   base = rss_anon_kb ();
-  for (i = 0; i < N; i++) {
-    h[i] = zs_malloc (pool, SIZE);
-    assert (h[i]);
-    fill (pool, h[i], SIZE, i);
-  }
+  fill_objects (pool, h, N, SIZE);
   full = rss_anon_kb ();
   for (i = 0; i < N; i++)
     zs_free (pool, h[i]);
@@ -563,11 +568,7 @@ rss_after_compact (const char *what)
 
   assert (pool && h);
   base = rss_anon_kb ();
-  for (i = 0; i < N; i++) {
-    h[i] = zs_malloc (pool, SIZE);
-    assert (h[i]);
-    fill (pool, h[i], SIZE, i);
-  }
+  fill_objects (pool, h, N, SIZE);
   full = rss_anon_kb ();
   for (i = 0; i < N; i += 2)
     zs_free (pool, h[i]);
