@@ -81,6 +81,17 @@ open("/proc/sysrq-trigger", "w").write("t")' "$bound" &
     # pressure may wait on the very swap that is stuck.
     while kill -0 $wpid 2>/dev/null && [ $t -lt "$bound" ]; do
         read -r -t 1 -u "$tick" || :; t=$((t + 1))
+        # Progress every minute, from bash and /proc alone (see above).
+        if [ $((t % 60)) = 0 ]; then
+            local l v; l="$name: ${t} s:"
+            while read -r k v; do
+                case $k in pswpin|pswpout|allocstall_normal|oom_kill) l+=" $k $v" ;; esac
+            done < /proc/vmstat
+            while read -r k v _; do
+                case $k in MemFree:|SwapFree:) l+=" $k $v" ;; esac
+            done < /proc/meminfo
+            echo "$l"
+        fi
     done
     if kill -0 $wpid 2>/dev/null; then
         cat "$tmpdir/$name.out"
