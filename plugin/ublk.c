@@ -226,7 +226,19 @@ struct ublk {
   uint64_t features;              /* GET_FEATURES, 0 on old kernels */
   bool ioctl_encode;
   struct ublk_dev *dev;           /* NULL: no block device */
+  /* dev's number, or -1: set under lock, read without it (ublk_dev_id,
+   * for the control files, which must not wait out a STOP_DEV).
+   */
+  int dev_id;
 };
+
+/* u->dev = d, and its number for ublk_dev_id.  Call with u->lock held. */
+static void
+set_dev (struct ublk *u, struct ublk_dev *d)
+{
+  u->dev = d;
+  __atomic_store_n (&u->dev_id, d ? d->dev_id : -1, __ATOMIC_RELAXED);
+}
 
 const char *
 ublk_unusable (void)
@@ -795,7 +807,7 @@ dev_add (struct ublk *u)
     goto fail;
   }
   d->started = true;
-  u->dev = d;
+  set_dev (u, d);
   nbdkit_debug ("ublk: /dev/ublkb%d: %" PRIu64 " bytes, %u queues of %u, "
                 "%s", d->dev_id, disksize, d->nr_queues, QUEUE_DEPTH,
                 d->user_copy ? "user copy (pread/pwrite on /dev/ublkcN)"
@@ -823,6 +835,7 @@ ublk_start (struct zram *zram, enum ublk_mode mode)
   u->zram = zram;
   u->mode = mode;
   u->ctrl_fd = -1;
+  u->dev_id = -1;
   pthread_mutex_init (&u->lock, NULL);
   if (mode == UBLK_OFF)
     return u;
@@ -959,7 +972,7 @@ ublk_release (struct ublk *u)
       r = -EBUSY;
     else {
       dev_delete (u, u->dev);
-      u->dev = NULL;
+      set_dev (u, NULL);
       zram_put (u->zram);
     }
   }
@@ -975,7 +988,7 @@ ublk_stop (struct ublk *u)
   pthread_mutex_lock (&u->lock);
   if (u->dev) {
     dev_delete (u, u->dev);
-    u->dev = NULL;
+    set_dev (u, NULL);
     zram_put (u->zram);
   }
   pthread_mutex_unlock (&u->lock);
@@ -990,15 +1003,7 @@ ublk_stop (struct ublk *u)
 int
 ublk_dev_id (struct ublk *u)
 {
-  int id = -1;
-
-  if (!u)
-    return -1;
-  pthread_mutex_lock (&u->lock);
-  if (u->dev)
-    id = u->dev->dev_id;
-  pthread_mutex_unlock (&u->lock);
-  return id;
+  return u ? __atomic_load_n (&u->dev_id, __ATOMIC_RELAXED) : -1;
 }
 
 #endif /* HAVE_LIBURING */
