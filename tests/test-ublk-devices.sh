@@ -56,6 +56,8 @@ expect_bytes "$ctl/ublk_dev" "$dev0"$'\n'
 echo "zram0: $dev0, zram1: $dev1, zram3: $dev3"
 
 # --- data through zram3's: over the export zram3, and nowhere else ---
+# (The interleaving first: it expects blank blocks.)
+uri=$(xuri zram3) ublk_nbd_interleave "$dev3" 31 100
 timeout 60 dd if=/dev/urandom of="$tmpdir/data" bs=1M count=8 status=none
 timeout 60 dd if="$tmpdir/data" of="$dev3" bs=1M oflag=direct status=none ||
     fail "writing $dev3"
@@ -71,7 +73,6 @@ assert h.pread(8 << 20, 0) == bytes(8 << 20)
 done
 timeout 60 cmp -n $((8 << 20)) "$tmpdir/data" "$dev3" ||
     fail "$dev3 does not read back what was written to it"
-uri=$(xuri zram3) ublk_nbd_interleave "$dev3" 31 100
 
 # --- reset of zram3: EBUSY while its block device is open ---
 sleep 300 < "$dev3" &
