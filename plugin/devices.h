@@ -52,7 +52,7 @@ int devices_hot_add (void);
  * client holds the device (its front end's block device open included);
  * 0 once it has left the table, its block device deleted.  Refused, it
  * keeps everything: a block device the front end had deleted on the way
- * is added again (under a number the kernel chooses).
+ * is added again.
  */
 int devices_hot_remove (unsigned id);
 

@@ -230,6 +230,7 @@ struct ublk {
    * for the control files, which must not wait out a STOP_DEV).
    */
   int dev_id;
+  int last_dev_id;                /* the last block device's, or -1 */
 };
 
 /* u->dev = d, and its number for ublk_dev_id.  Call with u->lock held. */
@@ -680,6 +681,7 @@ dev_add (struct ublk *u)
   struct ublk_dev *d;
   char path[64];
   uint64_t disksize;
+  uint32_t want;
   long ncpus = sysconf (_SC_NPROCESSORS_CONF);
   unsigned i;
   int r, err = 0;
@@ -710,11 +712,21 @@ dev_add (struct ublk *u)
   info.nr_hw_queues = d->nr_queues;
   info.queue_depth = QUEUE_DEPTH;
   info.max_io_buf_bytes = MAX_IO;
-  info.dev_id = UINT32_MAX;              /* the kernel chooses */
   info.flags = (d->user_copy ? UBLK_F_USER_COPY : 0) |
                (u->ioctl_encode ? UBLK_F_CMD_IOCTL_ENCODE : 0);
-  r = ctrl_cmd (u, UBLK_CMD_ADD_DEV, true, UINT32_MAX, UINT16_MAX, &info,
-                sizeof info, 0);
+  /* The number the last one had, as zram keeps /dev/zramN across reset
+   * (and a refused hot_remove brings the same one back), unless taken
+   * since: then whatever the kernel chooses.
+   */
+  want = u->last_dev_id >= 0 ? (uint32_t) u->last_dev_id : UINT32_MAX;
+  for (;;) {
+    info.dev_id = want;
+    r = ctrl_cmd (u, UBLK_CMD_ADD_DEV, true, want, UINT16_MAX, &info,
+                  sizeof info, 0);
+    if (r != -EEXIST || want == UINT32_MAX)
+      break;
+    want = UINT32_MAX;
+  }
   if (r < 0) {
     nbdkit_error ("ublk: ADD_DEV: %s", strerror (-r));
     zram_put (u->zram);
@@ -722,6 +734,7 @@ dev_add (struct ublk *u)
     return -1;
   }
   d->dev_id = info.dev_id;
+  u->last_dev_id = d->dev_id;
 
   params.len = sizeof params;
   params.types = UBLK_PARAM_TYPE_BASIC | UBLK_PARAM_TYPE_DISCARD;
@@ -835,7 +848,7 @@ ublk_start (struct zram *zram, enum ublk_mode mode)
   u->zram = zram;
   u->mode = mode;
   u->ctrl_fd = -1;
-  u->dev_id = -1;
+  u->dev_id = u->last_dev_id = -1;
   pthread_mutex_init (&u->lock, NULL);
   if (mode == UBLK_OFF)
     return u;

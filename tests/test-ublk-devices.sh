@@ -5,8 +5,8 @@
 # the export zram3 and is in no other device; reset of zram3 and
 # hot_remove of an added device are EBUSY while their block device is
 # open and delete it once closed; hot_remove refused for an NBD client
-# keeps the device and brings its block device back; nbdkit's exit
-# deletes every one.
+# keeps the device and brings its block device back, under the same
+# number; nbdkit's exit deletes every one.
 # In a guest where this kernel has no ublk (ublk-lib.sh).
 source "${top_srcdir:-$(dirname "$0")/..}/tests/functions.sh"
 source "$top_srcdir/tests/control-lib.sh"
@@ -117,7 +117,9 @@ gone "$dev4" "$dev4 still there after zram4's hot_remove"
 # --- hot_remove refused for an NBD client: the block device comes back ---
 uri=$(xuri zram1) hold_client c1
 expect_err "Device or resource busy" "$ctl/zram-control/hot_remove" 1
+old=$dev1
 dev1=$(ublk_of "$ctl/zram1/ublk_dev")
+[ "$dev1" = "$old" ] || fail "a refused hot_remove brought zram1's block device back as $dev1, not $old"
 timeout 60 dd if="$dev1" bs=4096 count=1 iflag=direct status=none | grep -q '^cccc' ||
     fail "zram1's $dev1 does not serve zram1 after a refused hot_remove"
 release_client c1
