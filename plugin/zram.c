@@ -353,6 +353,7 @@ zram_after_fork (void)
     .allow_other = allow_other, .uring = uring_mode,
     .uring_threads = uring_threads,
   };
+  const char *why;
   int err;
 
   /* Here, not in get_ready: locks are not inherited across nbdkit's fork.
@@ -365,6 +366,14 @@ zram_after_fork (void)
   }
   if (mlock_all)
     zs_set_reserve (swap_reserve_pages ());
+  /* ublk=auto on a kernel without it: no front ends at all, rather than
+   * one per device that each looks again (and runs modprobe as root).
+   */
+  why = ublk_mode == UBLK_AUTO ? ublk_unusable () : NULL;
+  if (why) {
+    nbdkit_debug ("ublk: not used: %s", why);
+    ublk_mode = UBLK_OFF;
+  }
   /* Before the control filesystem, so that its reset and disksize find
    * every device's block device in place.
    */
