@@ -42,7 +42,8 @@ const char *ublk_unusable (void);
 struct ublk *ublk_start (struct zram *zram, enum ublk_mode mode);
 
 /* The engine has just been initialised (disksize written): add the block
- * device.  Failures are logged; the engine stays usable over NBD.
+ * device, under the number the last one had where no one has taken it.
+ * Failures are logged; the engine stays usable over NBD.
  */
 void ublk_initialised (struct ublk *u);
 
