@@ -2,7 +2,12 @@
  * own files (disksize, initstate, reset, compact, mem_limit,
  * mem_used_max, idle, size) and the compressors' (comp_algorithm,
  * algorithm_params, recomp_algorithm, recompress).  The statistics files
- * are attrs-stats.c's, writeback's attrs-writeback.c's.
+ * are attrs-stats.c's, writeback's attrs-writeback.c's.  One file is
+ * ours, not zram's: ublk_dev names the device's /dev/ublkbN.
+ *
+ * A front end that holds the device while its block device exists (ublk's,
+ * devices.h) lets go before reset and comes back once disksize is written:
+ * reset and disksize ask the device's own (devices_front_*).
  *
  * Formats are the kernel's, byte for byte, as of Linux 6.x:
  * drivers/block/zram/zram_drv.c and zcomp.c, and block/genhd.c for
@@ -31,6 +36,7 @@
 
 #include "attrs-internal.h"
 #include "comp.h"
+#include "devices.h"
 #include "engine.h"
 #include "parse.h"
 
@@ -39,14 +45,6 @@
  * client that stays is prompt.
  */
 #define RESET_GRACE_MS 250
-
-static struct zram_attr_hooks hooks;
-
-void
-zram_attr_set_hooks (const struct zram_attr_hooks *h)
-{
-  hooks = h ? *h : (struct zram_attr_hooks) { 0 };
-}
 
 /* Rounds bytes up to whole 4 KiB blocks (PAGE_ALIGN); -EINVAL on overflow. */
 static int
@@ -173,8 +171,8 @@ disksize_store (struct zram *zram, const char *buf, size_t len)
       block_align (&bytes))
     return -EINVAL;
   r = zram_set_disksize (zram, bytes);
-  if (r == 0 && hooks.initialised && hooks.zram == zram)
-    hooks.initialised (hooks.opaque);
+  if (r == 0)
+    devices_front_initialised (zram);
   return r < 0 ? r : (ssize_t) len;
 }
 
@@ -412,6 +410,22 @@ size_show (struct zram *zram, char *buf, size_t len)
   return show_u64 (buf, len, zram_disksize (zram) / ZRAM_SECTOR_SIZE);
 }
 
+/* Ours: the block device that serves this device (ublk=), as a path, or
+ * nothing while it has none, so that `cat` gives what to open.
+ */
+static ssize_t
+ublk_dev_show (struct zram *zram, char *buf, size_t len)
+{
+  int id = devices_front_dev_id (zram);
+
+  if (id < 0) {
+    if (len > 0)
+      buf[0] = '\0';
+    return 0;
+  }
+  return snprintf (buf, len, "/dev/ublkb%d\n", id);
+}
+
 /* --- Write-only --- */
 
 static ssize_t
@@ -472,15 +486,13 @@ reset_store (struct zram *zram, const char *buf, size_t len)
    * serves I/O, so the release is served meanwhile and this waits only as
    * long as it takes.
    */
-  if (hooks.release && hooks.zram == zram &&
-      (r = hooks.release (hooks.opaque)) < 0)
+  if ((r = devices_front_release (zram)) < 0)
     return r;
   for (i = 0; (r = zram_reset (zram)) == -EBUSY && i < RESET_GRACE_MS; i++)
     nanosleep (&(struct timespec) { .tv_nsec = 1000000 }, NULL);
   /* Refused after all: the front end that let go comes back. */
-  if (r < 0 && hooks.initialised && hooks.zram == zram &&
-      zram_initialised (zram))
-    hooks.initialised (hooks.opaque);
+  if (r < 0 && zram_initialised (zram))
+    devices_front_initialised (zram);
   return r < 0 ? r : (ssize_t) len;
 }
 
@@ -531,6 +543,7 @@ const struct zram_attr zram_attrs[] = {
   { "block_state",    0444, block_state_show,    NULL },
   { "writeback_policy", 0644, writeback_policy_show, writeback_policy_store },
   { "policy_stat",    0444, policy_stat_show,    NULL },
+  { "ublk_dev",       0444, ublk_dev_show,       NULL },
 };
 const size_t zram_nr_attrs = sizeof zram_attrs / sizeof zram_attrs[0];
 

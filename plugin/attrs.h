@@ -47,23 +47,6 @@ extern const size_t zram_nr_attrs;
 /* The attribute called name, or NULL. */
 const struct zram_attr *zram_attr_find (const char *name);
 
-/* A front end that holds the device for as long as it exists (ublk's
- * block device) has to let go before reset, and comes back once the
- * device is initialised again.  release returns 0 or -errno (-EBUSY: in
- * use, reset is refused); initialised is called after a disksize write
- * succeeds, and after a reset that failed once release had succeeded.
- */
-struct zram_attr_hooks {
-  int (*release) (void *opaque);
-  void (*initialised) (void *opaque);
-  void *opaque;
-  struct zram *zram;  /* the device they are for: the others have none */
-};
-/* Installs hooks (NULL: none).  Call it while no store can run: before
- * the control filesystem starts, after it stops.
- */
-void zram_attr_set_hooks (const struct zram_attr_hooks *hooks);
-
 /* The size parser the stores use, zram_parse_size, is parse.h's. */
 #include "parse.h"
 

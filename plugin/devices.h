@@ -13,6 +13,13 @@
  * removed while references remain (an attribute file still open) leaves
  * the table at once and is destroyed by the last devices_put.
  *
+ * Each device may also have a front end that holds the engine for as long
+ * as its block device exists (ublk's /dev/ublkbN, ublk.h), kept here with
+ * the device: the control files' reset and hot_remove ask it to let go
+ * first (devices_front_release), and it is freed with the device.  The
+ * plugin provides it (devices_set_front); this library does not know what
+ * it is.
+ *
  * Device 0 is the server's own: the control mount's root and the default
  * export serve it, so it stays for as long as the server runs
  * (hot_remove of 0 is EBUSY, where zram removes an unused zram0).
@@ -42,9 +49,49 @@ int devices_set_defaults (const char *comp_algorithm, uint64_t mem_limit);
 int devices_hot_add (void);
 
 /* hot_remove: -ENODEV for no such device, -EBUSY for device 0 and while a
- * client holds the device; 0 once it has left the table.
+ * client holds the device (its front end's block device open included);
+ * 0 once it has left the table, its block device deleted.  Refused, it
+ * keeps everything: a block device the front end had deleted on the way
+ * is added again.
  */
 int devices_hot_remove (unsigned id);
+
+/* The front end every device has (see the top): start gives a device
+ * its own, or NULL after logging why (hot_add is then -ENOMEM); release
+ * deletes its block device and lets go of the engine, 0 or -EBUSY while
+ * the block device is in use; initialised adds the block device if the
+ * engine is initialised and it has none; dev_id is the block device's
+ * number, or -1 for none, and must not wait; stop deletes the block
+ * device whatever holds it and frees the front end.
+ */
+struct devices_front {
+  void *(*start) (struct zram *zram);
+  int (*release) (void *front);
+  void (*initialised) (void *front);
+  int (*dev_id) (void *front);
+  void (*stop) (void *front);
+};
+
+/* Gives every device there is a front end, and every one added from now
+ * on.  Call it once, after nbdkit forks and before the control
+ * filesystem starts.  -ENOMEM when a start fails (devices_stop_fronts
+ * undoes the others).
+ */
+int devices_set_front (const struct devices_front *front);
+
+/* The front end of zram's device: release before reset (0 if it has
+ * none), initialised after disksize (and after a reset refused once
+ * release had succeeded), the block device's number (-1: none).  zram
+ * is held (devices_get); an engine not in the table has no front end.
+ */
+int devices_front_release (struct zram *zram);
+void devices_front_initialised (struct zram *zram);
+int devices_front_dev_id (struct zram *zram);
+
+/* Stops and frees every device's front end, deleting the block devices
+ * (nbdkit's .cleanup, once the control filesystem has stopped).
+ */
+void devices_stop_fronts (void);
 
 /* Starts the writeback policy threads, of the devices there are and of
  * every one added from now on (call it after nbdkit forks).  -errno.

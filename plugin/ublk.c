@@ -226,7 +226,20 @@ struct ublk {
   uint64_t features;              /* GET_FEATURES, 0 on old kernels */
   bool ioctl_encode;
   struct ublk_dev *dev;           /* NULL: no block device */
+  /* dev's number, or -1: set under lock, read without it (ublk_dev_id,
+   * for the control files, which must not wait out a STOP_DEV).
+   */
+  int dev_id;
+  int last_dev_id;                /* the last block device's, or -1 */
 };
+
+/* u->dev = d, and its number for ublk_dev_id.  Call with u->lock held. */
+static void
+set_dev (struct ublk *u, struct ublk_dev *d)
+{
+  u->dev = d;
+  __atomic_store_n (&u->dev_id, d ? d->dev_id : -1, __ATOMIC_RELAXED);
+}
 
 const char *
 ublk_unusable (void)
@@ -668,6 +681,7 @@ dev_add (struct ublk *u)
   struct ublk_dev *d;
   char path[64];
   uint64_t disksize;
+  uint32_t want;
   long ncpus = sysconf (_SC_NPROCESSORS_CONF);
   unsigned i;
   int r, err = 0;
@@ -698,11 +712,21 @@ dev_add (struct ublk *u)
   info.nr_hw_queues = d->nr_queues;
   info.queue_depth = QUEUE_DEPTH;
   info.max_io_buf_bytes = MAX_IO;
-  info.dev_id = UINT32_MAX;              /* the kernel chooses */
   info.flags = (d->user_copy ? UBLK_F_USER_COPY : 0) |
                (u->ioctl_encode ? UBLK_F_CMD_IOCTL_ENCODE : 0);
-  r = ctrl_cmd (u, UBLK_CMD_ADD_DEV, true, UINT32_MAX, UINT16_MAX, &info,
-                sizeof info, 0);
+  /* The number the last one had, as zram keeps /dev/zramN across reset
+   * (and a refused hot_remove brings the same one back), unless taken
+   * since: then whatever the kernel chooses.
+   */
+  want = u->last_dev_id >= 0 ? (uint32_t) u->last_dev_id : UINT32_MAX;
+  for (;;) {
+    info.dev_id = want;
+    r = ctrl_cmd (u, UBLK_CMD_ADD_DEV, true, want, UINT16_MAX, &info,
+                  sizeof info, 0);
+    if (r != -EEXIST || want == UINT32_MAX)
+      break;
+    want = UINT32_MAX;
+  }
   if (r < 0) {
     nbdkit_error ("ublk: ADD_DEV: %s", strerror (-r));
     zram_put (u->zram);
@@ -710,6 +734,7 @@ dev_add (struct ublk *u)
     return -1;
   }
   d->dev_id = info.dev_id;
+  u->last_dev_id = d->dev_id;
 
   params.len = sizeof params;
   params.types = UBLK_PARAM_TYPE_BASIC | UBLK_PARAM_TYPE_DISCARD;
@@ -795,7 +820,7 @@ dev_add (struct ublk *u)
     goto fail;
   }
   d->started = true;
-  u->dev = d;
+  set_dev (u, d);
   nbdkit_debug ("ublk: /dev/ublkb%d: %" PRIu64 " bytes, %u queues of %u, "
                 "%s", d->dev_id, disksize, d->nr_queues, QUEUE_DEPTH,
                 d->user_copy ? "user copy (pread/pwrite on /dev/ublkcN)"
@@ -823,6 +848,7 @@ ublk_start (struct zram *zram, enum ublk_mode mode)
   u->zram = zram;
   u->mode = mode;
   u->ctrl_fd = -1;
+  u->dev_id = u->last_dev_id = -1;
   pthread_mutex_init (&u->lock, NULL);
   if (mode == UBLK_OFF)
     return u;
@@ -959,7 +985,7 @@ ublk_release (struct ublk *u)
       r = -EBUSY;
     else {
       dev_delete (u, u->dev);
-      u->dev = NULL;
+      set_dev (u, NULL);
       zram_put (u->zram);
     }
   }
@@ -975,7 +1001,7 @@ ublk_stop (struct ublk *u)
   pthread_mutex_lock (&u->lock);
   if (u->dev) {
     dev_delete (u, u->dev);
-    u->dev = NULL;
+    set_dev (u, NULL);
     zram_put (u->zram);
   }
   pthread_mutex_unlock (&u->lock);
@@ -990,15 +1016,7 @@ ublk_stop (struct ublk *u)
 int
 ublk_dev_id (struct ublk *u)
 {
-  int id = -1;
-
-  if (!u)
-    return -1;
-  pthread_mutex_lock (&u->lock);
-  if (u->dev)
-    id = u->dev->dev_id;
-  pthread_mutex_unlock (&u->lock);
-  return id;
+  return u ? __atomic_load_n (&u->dev_id, __ATOMIC_RELAXED) : -1;
 }
 
 #endif /* HAVE_LIBURING */

@@ -4,12 +4,13 @@
  * `disk` file: the plugin adds /dev/ublkbN through /dev/ublk-control and
  * serves its requests itself, one thread and io_uring per queue, calling
  * the same engine functions (engine.h) as the others.  There is no loop
- * device and no FUSE on the way.
+ * device and no FUSE on the way.  One front end serves one engine: every
+ * device of a server has its own (devices.h keeps it).
  *
  * The block device exists while the engine is initialised: it holds the
  * engine (zram_get) from its creation to its deletion, and the control
- * filesystem's reset asks it to go first (ublk_release), which it refuses
- * while anything has the block device open.
+ * filesystem's reset and hot_remove ask it to go first (ublk_release),
+ * which it refuses while anything has the block device open.
  */
 #ifndef UZRAM_UBLK_H
 #define UZRAM_UBLK_H
@@ -41,7 +42,8 @@ const char *ublk_unusable (void);
 struct ublk *ublk_start (struct zram *zram, enum ublk_mode mode);
 
 /* The engine has just been initialised (disksize written): add the block
- * device.  Failures are logged; the engine stays usable over NBD.
+ * device, under the number the last one had where no one has taken it.
+ * Failures are logged; the engine stays usable over NBD.
  */
 void ublk_initialised (struct ublk *u);
 
@@ -56,7 +58,9 @@ int ublk_release (struct ublk *u);
  */
 void ublk_stop (struct ublk *u);
 
-/* The block device's number N (/dev/ublkbN), or -1 if there is none. */
+/* The block device's number N (/dev/ublkbN), or -1 if there is none.
+ * Never waits.
+ */
 int ublk_dev_id (struct ublk *u);
 
 #endif /* UZRAM_UBLK_H */

@@ -17,15 +17,15 @@
  * nbdkit's own worker threads, which serve NBD clients (nbd-client,
  * nbdfuse: swap on `--via nbd` and `--via nbdfuse`), mark themselves
  * I/O flushers on their first request (io_flusher.h).
- * ublk=on|auto adds a third front end, /dev/ublkbN (ublk.c), for device
- * 0, which it holds while it exists and goes away before a reset.
+ * ublk=on|auto adds a third front end, a /dev/ublkbM (ublk.c) for every
+ * device, those of num_devices= and hot_add's alike, kept with the device
+ * (devices.h's front end): it holds its device while it exists, goes away
+ * before a reset or hot_remove, and zramN/ublk_dev names it.
  *
  * TLS is nbdkit's, as for any plugin.  nbdkit (1.32 here, and later ones)
  * tells a plugin whether a connection is TLS but not its PSK identity, so
  * a client is confined to its own export by a TLS front end per client
  * (README's "A memory server for many hosts"), not by this plugin.
- *
- * Still to do: a ublk device for devices other than 0.
  */
 #include <config.h>
 
@@ -69,7 +69,6 @@ NBDKIT_DLL_PUBLIC int zram_debug_stats;
 
 static int64_t size = -1;               /* -1: not given */
 static unsigned num_devices = 1;        /* at start-up */
-static struct zram *zram0;              /* device 0, held for ublk */
 static const char *comp_algorithm = ZRAM_DEFAULT_COMP;
 static char *comp_algorithm_buf;
 static uint64_t mem_limit;
@@ -80,7 +79,6 @@ static bool allow_other;                /* others may read the control files */
 static enum uring_mode uring_mode = URING_AUTO;  /* `disk` over io_uring */
 static unsigned uring_threads = URING_THREADS_DEFAULT; /* per CPU */
 static enum ublk_mode ublk_mode = UBLK_OFF;     /* /dev/ublkbN */
-static struct ublk *ublk;
 
 /* Sizes as the control files read them (memparse's suffixes, which may be
  * followed by "iB" or "B" here), with an error that names the parameter.  Up to INT64_MAX, as
@@ -236,9 +234,9 @@ zram_config (const char *key, const char *value)
   "                         (auto, the default), or must (on), or never.\n" \
   "uring_threads=N          Threads (io_urings) per CPU for that: 1 (the\n" \
   "                         default) to 4.\n" \
-  "ublk=on|auto|off         Also serve the device as /dev/ublkbN where the\n" \
-  "                         kernel has ublk (auto), or must (on); off is\n" \
-  "                         the default."
+  "ublk=on|auto|off         Also serve each device as a /dev/ublkbN where\n" \
+  "                         the kernel has ublk (auto), or must (on); off\n" \
+  "                         is the default."
 
 static int
 zram_config_complete (void)
@@ -299,20 +297,38 @@ zram_get_ready (void)
       return -1;
     }
   }
-  zram0 = devices_get (0);
   return 0;
 }
 
-static int
-ublk_release_hook (void *opaque)
+/* ublk.h's front end as devices.h keeps one per device. */
+static void *
+ublk_front_start (struct zram *zram)
 {
-  return ublk_release (opaque);
+  return ublk_start (zram, ublk_mode);
+}
+
+static int
+ublk_front_release (void *front)
+{
+  return ublk_release (front);
 }
 
 static void
-ublk_initialised_hook (void *opaque)
+ublk_front_initialised (void *front)
 {
-  ublk_initialised (opaque);
+  ublk_initialised (front);
+}
+
+static int
+ublk_front_dev_id (void *front)
+{
+  return ublk_dev_id (front);
+}
+
+static void
+ublk_front_stop (void *front)
+{
+  ublk_stop (front);
 }
 
 /* mlock=true's reserve of faulted-in pages (zs_set_reserve): 1/32 of the
@@ -337,6 +353,7 @@ zram_after_fork (void)
     .allow_other = allow_other, .uring = uring_mode,
     .uring_threads = uring_threads,
   };
+  const char *why;
   int err;
 
   /* Here, not in get_ready: locks are not inherited across nbdkit's fork.
@@ -349,19 +366,25 @@ zram_after_fork (void)
   }
   if (mlock_all)
     zs_set_reserve (swap_reserve_pages ());
+  /* ublk=auto on a kernel without it: no front ends at all, rather than
+   * one per device that each looks again (and runs modprobe as root).
+   */
+  why = ublk_mode == UBLK_AUTO ? ublk_unusable () : NULL;
+  if (why) {
+    nbdkit_debug ("ublk: not used: %s", why);
+    ublk_mode = UBLK_OFF;
+  }
   /* Before the control filesystem, so that its reset and disksize find
-   * the block device's hooks in place.
+   * every device's block device in place.
    */
   if (ublk_mode != UBLK_OFF) {
-    struct zram_attr_hooks hooks = {
-      .release = ublk_release_hook, .initialised = ublk_initialised_hook,
+    static const struct devices_front front = {
+      .start = ublk_front_start, .release = ublk_front_release,
+      .initialised = ublk_front_initialised, .dev_id = ublk_front_dev_id,
+      .stop = ublk_front_stop,
     };
-    ublk = ublk_start (zram0, ublk_mode);
-    if (ublk == NULL)
-      return -1;
-    hooks.opaque = ublk;
-    hooks.zram = zram0;
-    zram_attr_set_hooks (&hooks);
+    if (devices_set_front (&front) < 0)
+      return -1;                /* ublk_start said why */
   }
   if (control_dir) {
     control = control_start (control_dir, &opts);
@@ -416,10 +439,10 @@ zram_cleanup (void)
   devices_stop ();
   control_stop (control);
   control = NULL;
-  /* After the control filesystem, whose reset could call it. */
-  zram_attr_set_hooks (NULL);
-  ublk_stop (ublk);
-  ublk = NULL;
+  /* After the control filesystem, whose reset and hot_remove call them:
+   * every /dev/ublkbM goes.
+   */
+  devices_stop_fronts ();
   for (id = devices_next (-1); id >= 0; id = devices_next (id)) {
     struct zram *zram = devices_get (id);
 
@@ -434,9 +457,6 @@ zram_cleanup (void)
 static void
 zram_unload (void)
 {
-  if (zram0)
-    devices_put (zram0);
-  zram0 = NULL;
   devices_destroy_all ();
   free (comp_algorithm_buf);
   free (control_dir);

@@ -18,7 +18,7 @@ declare -A modes=(
     [backing_dev]=-rw-r--r-- [writeback]=--w------- [bd_stat]=-r--r--r--
     [writeback_limit]=-rw-r--r-- [writeback_limit_enable]=-rw-r--r--
     [block_state]=-r--r--r-- [writeback_policy]=-rw-r--r--
-    [policy_stat]=-r--r--r--
+    [policy_stat]=-r--r--r-- [ublk_dev]=-r--r--r--
     [disk]=-rw-------
 )
 me=$(id -un)
@@ -56,6 +56,8 @@ if command -v runuser >/dev/null; then
 fi
 
 # --- formats of a fresh, uninitialised device (zram's bytes) ---
+# ublk_dev (ours): empty without ublk=.
+expect_bytes "$ctl/ublk_dev" ''
 z8='       0'
 expect_bytes "$ctl/disksize" $'0\n'
 expect_bytes "$ctl/initstate" $'0\n'
