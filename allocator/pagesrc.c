@@ -160,6 +160,13 @@ zs_set_reserve (size_t pages)
   atomic_store (&reserve_pages, pages);
 }
 
+bool
+pagesrc_reserving (const struct page_source *src)
+{
+  return src->builtin &&
+    atomic_load_explicit (&reserve_pages, memory_order_relaxed) > 0;
+}
+
 void
 pagesrc_destroy (struct page_source *src)
 {

@@ -7,6 +7,8 @@
 #ifndef UZRAM_PAGESRC_H
 #define UZRAM_PAGESRC_H
 
+#include <stdbool.h>
+
 #include "zsmalloc.h"
 
 #define ZS_PAGE_SHIFT 12
@@ -25,6 +27,12 @@ int pagesrc_alloc (struct page_source *src, void **pages, unsigned n);
 
 /* Takes back n pages that pagesrc_alloc gave. */
 void pagesrc_free (struct page_source *src, void *const *pages, unsigned n);
+
+/* Whether the source keeps a reserve for swap (zs_set_reserve): then
+ * the pool's own bookkeeping also comes from pages that are already
+ * there, not from malloc.
+ */
+bool pagesrc_reserving (const struct page_source *src);
 
 /* Gives every cached free page back to the system now. */
 void pagesrc_trim (struct page_source *src);

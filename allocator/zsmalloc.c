@@ -22,7 +22,8 @@
  * is the smallest size that lands there.
  *
  * The page bytes hold nothing but object data.  Per zspage, a small header
- * (struct zspage, malloc'd) holds the page pointers and the reverse map:
+ * (struct zspage, malloc'd, or with a reserve for swap carved from the
+ * source's pages: alloc_header) holds the page pointers and the reverse map:
  * one 32-bit word per slot, the handle index of the object in it, or, for a
  * free slot, the next free slot (the zspage's free list).  A zspage takes
  * each page only when a slot first lies on it; a new zspage hands out its
@@ -196,6 +197,7 @@ struct zspage {
   uint16_t free_head;              /* first free slot; class->lock */
   uint8_t fullness;                /* class->lock */
   uint8_t nr_pages;                /* pages[] not NULL; class->lock */
+  bool on_page;                    /* header carved from a pool page */
   /* pages_per_zspage page pointers, NULL until a slot first needs that
    * page (class->lock); then the revmap.
    */
@@ -216,6 +218,11 @@ struct size_class {
   unsigned long zspages;
   unsigned long pages;             /* pages the zspages hold */
   unsigned long obj_used;
+  /* With a reserve (pagesrc_reserving): headers carved from pages of
+   * the source, and the free ones; class->lock.
+   */
+  struct zspage *free_headers;
+  void *header_pages;              /* linked through their first word */
 };
 
 struct handle_shard {
@@ -296,13 +303,59 @@ pop_shard (struct zs_pool *pool, struct handle_shard *s)
   return h;
 }
 
+/* Installs chunk c of the handle table if no thread has yet.  0, or -1
+ * with errno ENOMEM.
+ */
+static int
+add_handle_chunk (struct zs_pool *pool, unsigned long c)
+{
+  unsigned long *chunk, *expected = NULL;
+
+  if (atomic_load_explicit (&pool->handle_dir[c], memory_order_acquire))
+    return 0;
+  chunk = calloc (HANDLE_CHUNK, sizeof *chunk);
+  if (!chunk) {
+    errno = ENOMEM;
+    return -1;
+  }
+  if (!atomic_compare_exchange_strong (&pool->handle_dir[c], &expected,
+                                       chunk))
+    free (chunk);
+  return 0;
+}
+
+int
+zs_populate_handles (struct zs_pool *pool, unsigned long n)
+{
+  unsigned long c, last;
+  volatile unsigned long *chunk;
+  size_t i;
+
+  if (n > HANDLE_MAX)
+    n = HANDLE_MAX;
+  /* One chunk more than n: index 0 is never handed out, and a handle
+   * freed on one shard can be free while another thread takes a new one.
+   */
+  last = (n + HANDLE_CHUNK) >> HANDLE_CHUNK_BITS;
+  if (last >= 1UL << HANDLE_DIR_BITS)
+    last = (1UL << HANDLE_DIR_BITS) - 1;
+  for (c = 0; c <= last; c++) {
+    if (add_handle_chunk (pool, c) == -1)
+      return -1;
+    /* One write per page: calloc may have left fresh pages untouched. */
+    chunk = atomic_load_explicit (&pool->handle_dir[c], memory_order_acquire);
+    for (i = 0; i < HANDLE_CHUNK; i += ZS_PAGE_SIZE / sizeof *chunk)
+      chunk[i] = chunk[i];
+  }
+  return 0;
+}
+
 /* Returns a free handle index, or 0 with errno ENOMEM. */
 static unsigned long
 alloc_handle (struct zs_pool *pool)
 {
   unsigned me = get_shard (), i;
   unsigned long h, c;
-  unsigned long *chunk;
 
   for (i = 0; i < HANDLE_SHARDS; i++) {
     h = pop_shard (pool, &pool->shards[(me + i) % HANDLE_SHARDS]);
@@ -316,22 +369,10 @@ alloc_handle (struct zs_pool *pool)
     return 0;
   }
   c = h >> HANDLE_CHUNK_BITS;
-  if (atomic_load_explicit (&pool->handle_dir[c], memory_order_acquire))
-    return h;
-  chunk = calloc (HANDLE_CHUNK, sizeof *chunk);
-  if (!chunk) {
-    /* The index is lost; the next caller in this chunk tries again. */
-    errno = ENOMEM;
-    return 0;
-  }
-  {
-    unsigned long *expected = NULL;
-
-    if (!atomic_compare_exchange_strong (&pool->handle_dir[c], &expected,
-                                         chunk))
-      free (chunk);
-  }
-  return h;
+  /* On failure the index is lost; the next caller in this chunk tries
+   * again.
+   */
+  return add_handle_chunk (pool, c) == 0 ? h : 0;
 }
 
 static void
@@ -483,20 +524,83 @@ find_get_zspage (struct size_class *class)
 
 /* ---- zspages ---- */
 
-/* Creates an empty zspage with no pages yet, not on any list.  NULL with
- * errno ENOMEM when malloc fails.
+/* Room for a header page's link, keeping the headers after it aligned. */
+#define HEADER_PAGE_LINK ZSPAGE_ALIGN
+
+/* A zspage header.  With a reserve for swap it comes from a page of the
+ * source, carved into headers of this class: a swap server's I/O thread
+ * that created a zspage would otherwise touch fresh malloc memory now and
+ * then, wait for memory, and so wait for the swap writes it is there to
+ * serve.  Those pages stay with the class for its free headers until the
+ * pool goes.  NULL with errno ENOMEM.
  */
 static struct zspage *
-create_zspage (struct size_class *class)
+alloc_header (struct zs_pool *pool, struct size_class *class)
 {
-  struct zspage *zspage = aligned_alloc (ZSPAGE_ALIGN, class->header_size);
+  size_t n = (ZS_PAGE_SIZE - HEADER_PAGE_LINK) / class->header_size, i;
+  struct zspage *z;
+  char *page;
+
+  if (n == 0 || !pagesrc_reserving (pool->src)) {
+    z = aligned_alloc (ZSPAGE_ALIGN, class->header_size);
+    if (z)
+      z->on_page = false;
+    else
+      errno = ENOMEM;
+    return z;
+  }
+  pthread_mutex_lock (&class->lock);
+  z = class->free_headers;
+  if (z)
+    class->free_headers = z->next;
+  pthread_mutex_unlock (&class->lock);
+  if (z)
+    return z;
+  if (pagesrc_alloc (pool->src, (void **) &page, 1))
+    return NULL;
+  pthread_mutex_lock (&class->lock);
+  *(void **) page = class->header_pages;
+  class->header_pages = page;
+  for (i = 1; i < n; i++) {
+    struct zspage *f = (struct zspage *)
+      (page + HEADER_PAGE_LINK + i * class->header_size);
+
+    f->on_page = true;
+    f->next = class->free_headers;
+    class->free_headers = f;
+  }
+  pthread_mutex_unlock (&class->lock);
+  z = (struct zspage *) (page + HEADER_PAGE_LINK);
+  z->on_page = true;
+  return z;
+}
+
+/* Gives back a header alloc_header gave, with no lock held. */
+static void
+free_header (struct size_class *class, struct zspage *zspage)
+{
+  if (!zspage->on_page) {
+    free (zspage);
+    return;
+  }
+  pthread_mutex_lock (&class->lock);
+  zspage->next = class->free_headers;
+  class->free_headers = zspage;
+  pthread_mutex_unlock (&class->lock);
+}
+
+/* Creates an empty zspage with no pages yet, not on any list.  NULL with
+ * errno ENOMEM when there is no memory for its header.
+ */
+static struct zspage *
+create_zspage (struct zs_pool *pool, struct size_class *class)
+{
+  struct zspage *zspage = alloc_header (pool, class);
   uint32_t *revmap;
   unsigned i;
 
-  if (!zspage) {
-    errno = ENOMEM;
+  if (!zspage)
     return NULL;
-  }
   for (i = 0; i < class->pages_per_zspage; i++)
     zspage->pages[i] = NULL;
   zspage->nr_pages = 0;
@@ -574,7 +678,7 @@ free_zspage (struct zs_pool *pool, struct zspage *zspage)
   release_pages (pool, zspage->class, zspage);
   atomic_fetch_sub_explicit (&pool->pages_total, zspage->nr_pages,
                              memory_order_relaxed);
-  free (zspage);
+  free_header (zspage->class, zspage);
 }
 
 /* Takes a free slot of zspage for handle h.  class->lock held. */
@@ -713,8 +817,17 @@ zs_destroy_pool (struct zs_pool *pool)
         next = z->next;
         if (pool->src)
           release_pages (pool, class, z);
-        free (z);
+        if (!z->on_page)
+          free (z);
       }
+    }
+    /* The free headers go with their pages. */
+    while (class->header_pages) {
+      void *page = class->header_pages;
+
+      class->header_pages = *(void **) page;
+      if (pool->src)
+        pagesrc_free (pool->src, &page, 1);
     }
     pthread_mutex_destroy (&class->lock);
     pthread_rwlock_destroy (&class->migrate);
@@ -759,7 +872,7 @@ zs_malloc (struct zs_pool *pool, size_t size)
   zspage = find_get_zspage (class);
   if (!zspage) {
     pthread_mutex_unlock (&class->lock);
-    fresh = create_zspage (class);
+    fresh = create_zspage (pool, class);
     if (!fresh) {
       free_handle (pool, h);
       return 0;

@@ -105,6 +105,13 @@ void zs_set_warn (void (*fn) (const char *msg));
  */
 void zs_set_reserve (size_t pages);
 
+/* Allocates and faults in the handle table for n objects now, as Linux's
+ * zram allocates its table at disksize, so that a swap write does not
+ * wait for memory on the I/O path when its object is the first of a
+ * chunk.  0, or -1 with errno ENOMEM.
+ */
+int zs_populate_handles (struct zs_pool *pool, unsigned long n);
+
 #define ZS_NR_FULLNESS 12
 
 /* One size class, as zsmalloc's debugfs `classes` file shows it.  Classes

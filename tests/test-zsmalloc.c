@@ -13,6 +13,7 @@
 #undef NDEBUG
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -815,6 +816,82 @@ test_reserve (void)
   free (pages);
 }
 
+/* The same for a whole pool (zs_malloc), as a swap server's I/O thread
+ * uses it: with a reserve, and the handle table populated for the
+ * objects to come (as the engine does at disksize under mlock=true), a
+ * thread that allocates thousands of objects, creating hundreds of
+ * zspages and crossing two handle-table chunks, takes no page fault of
+ * its own: the zspages' pages and their headers come from the reserve,
+ * the handle table is there.  On a fresh thread, whose malloc arena is
+ * fresh too, so that headers from malloc or handle chunks made on the
+ * way would fault.
+ */
+enum { POOL_RES = 2048, POOL_OBJS = 17000, POOL_OBJ_SIZE = 200 };
+
+static void *
+reserve_pool_thread (void *arg)
+{
+  struct zs_pool *pool = arg;
+  unsigned long *h = malloc (POOL_OBJS * sizeof *h);
+  long mine0, mine;
+  unsigned i;
+
+  assert (h);
+  memset (h, 0, POOL_OBJS * sizeof *h);  /* faulted in before counting */
+  mine0 = minflt (RUSAGE_THREAD);
+  for (i = 0; i < POOL_OBJS; i++) {
+    char *p;
+
+    h[i] = zs_malloc (pool, POOL_OBJ_SIZE);
+    if (!h[i])
+      FAIL ("zs_malloc: %m");
+    p = zs_map_object (pool, h[i], ZS_MM_WO);
+    memset (p, i, POOL_OBJ_SIZE);
+    zs_unmap_object (pool, h[i]);
+  }
+  mine = minflt (RUSAGE_THREAD) - mine0;
+  printf ("reserve pool: %d objects in %lu pages, %ld page faults on the "
+          "allocating thread\n", POOL_OBJS, zs_get_total_pages (pool), mine);
+  if (running_sanitizer ())
+    printf ("reserve pool: the fault count is not checked under a "
+            "sanitizer\n");
+  else if (mine > 8)
+    FAIL ("%ld page faults allocating %d objects with a reserve of %d "
+          "pages and the handle table populated", mine, POOL_OBJS, POOL_RES);
+  for (i = 0; i < POOL_OBJS; i++)
+    zs_free (pool, h[i]);
+  free (h);
+  return NULL;
+}
+
+static void
+test_reserve_pool (void)
+{
+  struct zs_pool *pool;
+  pthread_t t;
+  long self0;
+  int waited = 0;
+
+  zs_set_reserve (POOL_RES);
+  pool = zs_create_pool ("reserve", NULL);
+  assert (pool);
+  if (zs_populate_handles (pool, POOL_OBJS) == -1)
+    FAIL ("zs_populate_handles: %m");
+  self0 = minflt (RUSAGE_SELF);
+  /* The first allocation starts the refiller. */
+  zs_free (pool, zs_malloc (pool, POOL_OBJ_SIZE));
+  while (minflt (RUSAGE_SELF) - self0 < POOL_RES * 9 / 10) {
+    if (++waited > 1000)
+      FAIL ("the reserve's thread faulted in only %ld pages of %d in 10 s",
+            minflt (RUSAGE_SELF) - self0, POOL_RES);
+    usleep (10000);
+  }
+  assert (pthread_create (&t, NULL, reserve_pool_thread, pool) == 0);
+  assert (pthread_join (t, NULL) == 0);
+  zs_destroy_pool (pool);
+  zs_set_reserve (0);
+}
+
 int
 main (void)
 {
@@ -830,6 +907,7 @@ main (void)
   test_purge_adjacent_chunks ();
   test_purge_last_chunk ();
   test_reserve ();
+  test_reserve_pool ();
   printf ("PASS\n");
   return 0;
 }
