@@ -63,6 +63,7 @@ struct zram {
 
   bool has_pages;
   struct zs_ops pages;                  /* the pool's page source */
+  bool populate;                        /* zram_set_populate, under init_lock */
 
   uint64_t limit_pages;                 /* atomic; 0: no limit */
   uint64_t max_used_pages;              /* atomic */

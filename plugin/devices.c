@@ -37,6 +37,7 @@ static struct devices_front front;
 /* Set once before any device exists (the plugin's get_ready). */
 static const char *default_comp = ZRAM_DEFAULT_COMP;
 static uint64_t default_mem_limit;
+static bool populate;           /* devices_set_populate */
 
 int
 devices_set_defaults (const char *comp_algorithm, uint64_t mem_limit)
@@ -97,6 +98,8 @@ devices_hot_add (void)
     return r;
   }
   r = zram_set_defaults (e->zram, default_comp, default_mem_limit);
+  if (r == 0 && __atomic_load_n (&populate, __ATOMIC_RELAXED))
+    zram_set_populate (e->zram);
   if (r == 0 && front.start && (e->front = front.start (e->zram)) == NULL)
     r = -ENOMEM;
   pthread_mutex_lock (&devices_lock);
@@ -257,6 +260,22 @@ devices_stop_fronts (void)
     if (fe)
       front.stop (fe);
   } while (fe);
+}
+
+void
+devices_set_populate (void)
+{
+  int id;
+
+  __atomic_store_n (&populate, true, __ATOMIC_RELAXED);
+  for (id = devices_next (-1); id >= 0; id = devices_next (id)) {
+    struct zram *zram = devices_get (id);
+
+    if (zram) {
+      zram_set_populate (zram);
+      devices_put (zram);
+    }
+  }
 }
 
 int

@@ -93,6 +93,10 @@ int devices_front_dev_id (struct zram *zram);
  */
 void devices_stop_fronts (void);
 
+/* For swap (mlock=true): every device, and every one added from now on,
+ * gets zram_set_populate.
+ */
+void devices_set_populate (void);
 /* Starts the writeback policy threads, of the devices there are and of
  * every one added from now on (call it after nbdkit forks).  -errno.
  */

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "zsmalloc.h"
 #include "device.h"
@@ -259,6 +260,34 @@ zram_set_defaults (struct zram *zram, const char *comp_algorithm,
   return 0;
 }
 
+/* The most populate faults in: a sixteenth of the RAM, and 64 MiB (the
+ * tables of a 9 GiB disk).  A larger disk than that is far more swap than
+ * this machine can fill, and keeps its tables sparse, locked as touched.
+ */
+#define POPULATE_MAX (64ULL << 20)
+
+/* For swap: the slot table and the handle table faulted in whole, as
+ * Linux's zram allocates its table at disksize.  An I/O thread that
+ * touches a page of either for the first time waits for memory, and under
+ * the whole machine's pressure that memory waits for the swap writes the
+ * thread is there to serve.  init_lock held for writing.
+ */
+static void
+populate (struct zram *zram)
+{
+  uint64_t n = zram->table.nr_slots, max = POPULATE_MAX;
+  uint64_t bytes = slot_table_bytes (n) + n * sizeof (uint64_t);
+  long ram = sysconf (_SC_PHYS_PAGES), page = sysconf (_SC_PAGESIZE);
+
+  if (ram > 0 && page > 0 && (uint64_t) ram * page / 16 < max)
+    max = (uint64_t) ram * page / 16;
+  if (bytes > max)
+    return;
+  slot_table_populate (&zram->table);
+  /* Best effort, as the slot table's: the device works without. */
+  zs_populate_handles (zram->pool, n);
+}
+
 int
 zram_set_disksize (struct zram *zram, uint64_t bytes)
 {
@@ -292,6 +321,8 @@ zram_set_disksize (struct zram *zram, uint64_t bytes)
     goto out;
   }
   zram->pool = pool;
+  if (zram->populate)
+    populate (zram);
   zram->huge_class_size = zs_huge_class_size (pool);
   __atomic_store_n (&zram->disksize, nr_slots << ZRAM_BLOCK_SHIFT,
                     __ATOMIC_RELEASE);
@@ -303,6 +334,16 @@ zram_set_disksize (struct zram *zram, uint64_t bytes)
 /* Both without the lock: front ends ask for the size on every request
  * (the `disk` file checks its ranges), so it must cost one load.
  */
+void
+zram_set_populate (struct zram *zram)
+{
+  pthread_rwlock_wrlock (&zram->init_lock);
+  zram->populate = true;
+  if (zram_has_table (zram))
+    populate (zram);
+  pthread_rwlock_unlock (&zram->init_lock);
+}
+
 uint64_t
 zram_disksize (struct zram *zram)
 {

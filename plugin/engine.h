@@ -178,6 +178,12 @@ const char *const *zram_comp_algorithms (void);
  * -ENOMEM.
  */
 int zram_set_disksize (struct zram *zram, uint64_t bytes);
+/* For swap: the device's tables are faulted in whole at disksize (now, if
+ * it is set), as Linux's zram allocates its table, so that a swap write
+ * to a block not written before does not wait for memory on the I/O path.
+ * Only while they take at most a sixteenth of the RAM and 64 MiB.
+ */
+void zram_set_populate (struct zram *zram);
 /* Both cost one atomic load (no lock): fine on every request. */
 uint64_t zram_disksize (struct zram *zram);
 bool zram_initialised (struct zram *zram);

@@ -125,6 +125,33 @@ slot_table_create (struct slot_table *t, uint64_t nr_slots)
   return 0;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+size_t
+slot_table_bytes (uint64_t nr_slots)
+{
+  return nr_slots * (sizeof (struct zram_slot) + sizeof (slot_time))
+    + nr_slots / 8;
+}
+
+/* Best effort, as the table works either way: before Linux 5.14
+ * (EINVAL) its pages fault in on first use, as without swap.
+ */
+void
+slot_table_populate (struct slot_table *t)
+{
+  size_t page = 4096;
+
+  madvise (t->slots, (t->nr_slots * sizeof (struct zram_slot) + page - 1)
+           / page * page, MADV_POPULATE_WRITE);
+  madvise (t->atime, (t->nr_slots * sizeof (slot_time) + page - 1)
+           / page * page, MADV_POPULATE_WRITE);
+  madvise (t->touched, (t->touched_bytes + page - 1) / page * page,
+           MADV_POPULATE_WRITE);
+}
+
 void
 slot_table_destroy (struct slot_table *t)
 {

@@ -122,6 +122,13 @@ int slot_table_create (struct slot_table *t, uint64_t nr_slots);
 /* Unmaps it (no object is freed: the pool owns them) and clears *t. */
 void slot_table_destroy (struct slot_table *t);
 
+/* About how many bytes a table of nr_slots takes once faulted in whole. */
+size_t slot_table_bytes (uint64_t nr_slots);
+/* Faults the whole table in now, as Linux's zram allocates its table at
+ * disksize, for a device that holds swap (zram_set_populate).
+ */
+void slot_table_populate (struct slot_table *t);
+
 void slot_lock (struct zram_slot *s);
 /* The lock if it is free, without waiting: true if taken. */
 bool slot_trylock (struct zram_slot *s);

@@ -364,8 +364,10 @@ zram_after_fork (void)
     nbdkit_error ("mlock=true: mlockall: %m (see ulimit -l, or run as root)");
     return -1;
   }
-  if (mlock_all)
+  if (mlock_all) {
     zs_set_reserve (swap_reserve_pages ());
+    devices_set_populate ();
+  }
   /* ublk=auto on a kernel without it: no front ends at all, rather than
    * one per device that each looks again (and runs modprobe as root).
    */
