@@ -38,7 +38,11 @@
 # a kernel package that cannot be fetched is a plain failure, 1);
 # 126 when the guest died before COMMAND ended (a panic, say).  On any
 # failure (or with UZRAM_GUEST_KEEP=1) the guest's console log and dmesg are
-# kept and their path printed.
+# kept and their path printed.  UZRAM_GUEST_MONITOR=PATH gives qemu's
+# human monitor on Unix socket PATH, for one who must see into a guest
+# that can no longer run a program: `sendkey alt-sysrq-w` there has the
+# guest's kernel print its blocked tasks to the console log (with
+# kernel.sysrq set to allow it).
 set -u
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 export LC_ALL=C
@@ -295,6 +299,7 @@ boot ()
         -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
         -virtfs local,path="$build",mount_tag=build,security_model=none,multidevs=remap \
         -virtfs local,path="$run",mount_tag=uzramctl,security_model=none,multidevs=remap \
+        ${UZRAM_GUEST_MONITOR:+-monitor unix:$UZRAM_GUEST_MONITOR,server,nowait} \
         < /dev/null 2> "$run/qemu.log" &
     qemu_pid=$!
 }

@@ -1,10 +1,16 @@
 #!/bin/bash
 # Swap under global memory pressure, in a guest on Debian's kernel
 # (guest-lib.sh) with 256 MiB of RAM and no cgroup: a workload touching
-# twice that swaps through `uzram up --swap --via ublk` and, for
-# reference, through the guest kernel's own zram.  Here nbdkit itself is
-# short of memory, as it never is when only the workload is confined to a
-# cgroup: a server that needs memory to free memory deadlocks.  Each run
+# twice that (PRESSURE_PERCENT, default 200, of the RAM) swaps through
+# `uzram up --swap --via ublk` and, for reference, through the guest
+# kernel's own zram.  Here nbdkit itself is short of memory, as it never
+# is when only the workload is confined to a cgroup: a server that needs
+# memory to free memory deadlocks.  (Before zsmalloc took its zspage
+# headers from the reserve and the engine faulted its tables in at
+# disksize, the ublk run stopped for good within a minute: its I/O thread
+# touched a fresh page of malloc's or of the handle table, and waited for
+# memory.)  A process locked in memory writes the progress to the console
+# every 30 s, with where the server's threads wait.  Each run
 # must end within its bound (PRESSURE_BOUND, default 600 s) with every
 # byte intact, and the guest's kernel must report no hung task (one
 # blocked for its default 120 s).  The times are printed as ratios to
@@ -20,7 +26,7 @@
 # the RAM, out and back in, through each path.
 source "$top_srcdir/tests/functions.sh"
 source "$top_srcdir/tests/guest-lib.sh"
-in_guest --mem 256M --timeout "${PRESSURE_GUEST_TIMEOUT:-2100}"
+in_guest --mem 256M --timeout "${PRESSURE_GUEST_TIMEOUT:-1500}"
 
 workload=$top_builddir/tests/swap-workload
 [ -x "$workload" ] || fail "$workload not built"
@@ -29,7 +35,8 @@ export UZRAM_RUN=$tmpdir/run UZRAM_PLUGIN=$PLUGIN
 uzram=$top_srcdir/scripts/uzram
 bound=${PRESSURE_BOUND:-600}
 ram_mib=$(awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo)
-size=$(( ram_mib * 2 ))
+# PRESSURE_PERCENT: the workload's size as a percentage of the RAM.
+size=$(( ram_mib * ${PRESSURE_PERCENT:-200} / 100 ))
 # Pages with 256 random bytes each compress to about a tenth: twice the
 # RAM then fits in what the RAM has left, once compressed.
 random=256
@@ -39,6 +46,11 @@ mkfifo "$tmpdir/tick" && exec {tick}<> "$tmpdir/tick" || fail "mkfifo"
 # to see a deadlock's stacks on the console while it lasts.
 [ -n "${PRESSURE_HUNG_SECS:-}" ] && echo "$PRESSURE_HUNG_SECS" > /proc/sys/kernel/hung_task_timeout_secs
 modprobe zram || fail "modprobe zram failed in the guest"
+# Every progress line on the console (/dev/kmsg limits a process to ten
+# lines in five seconds), and every sysrq from the keyboard
+# (guest.sh's UZRAM_GUEST_MONITOR).
+echo on > /proc/sys/kernel/printk_devkmsg
+echo 1 > /proc/sys/kernel/sysrq
 [[ " ${PRESSURE_PATHS:-ublk} " != *" ublk "* ]] || modprobe ublk_drv ||
     fail "modprobe ublk_drv failed in the guest"
 
@@ -57,15 +69,69 @@ declare -A took
 # run_on NAME DEV: the workload with DEV the only swap.
 run_on ()
 {
-    local name=$1 dev=$2 out0 t0 t1 rc=0
+    local name=$1 dev=$2 out0 t0 t1 rc=0 t=0 helpers=()
     grep -q "^$dev " /proc/swaps || fail "$name: $dev is not swapped on"
     [ "$(grep -c '^/' /proc/swaps)" = 1 ] || fail "$name: other swap is on: $(cat /proc/swaps)"
-    out0=$(pswpout)
-    t0=$(date +%s.%N)
-    # Not `timeout`: a workload stuck in reclaim or on a page fault cannot
-    # be killed, and waiting for it would never end.
-    "$workload" "$size" 0 "$random" > "$tmpdir/$name.out" 2>&1 &
-    local wpid=$! t=0
+    # The progress, every 30 s, on the guest's console (the host has it as
+    # it is written): from a process locked in memory and started before
+    # the workload, as this shell may itself be swapped out and wait for
+    # the very swap under test, and a program started under that pressure
+    # may never get as far as locking itself.
+    if command -v python3 >/dev/null; then
+        python3 -c 'import ctypes, os, sys, time
+ctypes.CDLL(None, use_errno=True).mlockall(3)
+name = sys.argv[1]
+def workload():
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and open("/proc/%s/comm" % p).read().strip() == "swap-workload": return p
+        except OSError: pass
+    return None
+t0 = time.monotonic()
+def grab(path, keys):
+    out = []
+    try:
+        for l in open(path):
+            f = l.split()
+            if f[0].rstrip(":") in keys: out.append(f[0].rstrip(":") + " " + f[1])
+    except OSError: pass
+    return " ".join(out)
+first = True
+while True:
+    # The first round runs at once, before the workload: the heap it
+    # grows is there, locked, for every round after.
+    if not first: time.sleep(30)
+    first = False
+    pid = workload()
+    try: st = open("/proc/%s/stat" % pid).read().split(") ")[1].split()[0]
+    except (OSError, TypeError): st = "-"
+    msg = "pressure %s %d s: workload %s; %s; %s" % (name, time.monotonic() - t0, st,
+        grab("/proc/vmstat", ("pswpin", "pswpout", "allocstall_normal", "pgmajfault", "oom_kill")),
+        grab("/proc/meminfo", ("MemFree", "SwapFree", "Writeback", "AnonPages")))
+    k = open("/dev/kmsg", "w")
+    k.write(msg + "\n"); k.flush()
+    # The server: the state of each thread and where it waits; the stacks of
+    # those in D.
+    try: spid = open(sys.argv[2]).read().split()[0]
+    except (OSError, IndexError): continue
+    try: tids = sorted(os.listdir("/proc/%s/task" % spid), key=int)
+    except OSError: continue
+    for tid in tids:
+        base = "/proc/%s/task/%s/" % (spid, tid)
+        try:
+            st = open(base + "stat").read().split(") ")[1].split()[0]
+            comm = open(base + "comm").read().strip()
+            wchan = open(base + "wchan").read().strip()
+        except OSError: continue
+        k.write("pressure %s server %s %s %s %s\n" % (name, tid, comm, st, wchan)); k.flush()
+        if st == "D":
+            try: stack = open(base + "stack").read().split("\n")[:16]
+            except OSError: stack = []
+            k.write("pressure %s stack %s: %s\n" % (name, tid, " < ".join(x.split()[1] for x in stack if x.strip())[:900])); k.flush()' "$name" "$UZRAM_RUN/pressure-$name/nbdkit.pid" &
+        helpers+=($!)
+        cleanup_fn "kill $! 2>/dev/null"
+        sleep 3                 # to be locked before the pressure starts
+    fi
     # PRESSURE_HUNG_SECS also starts a watchdog, locked in memory, that
     # has the kernel print every task's stack (sysrq t) to the console
     # 90 s before the bound: a deadlocked guest's shell may never get
@@ -75,23 +141,19 @@ run_on ()
 ctypes.CDLL(None, use_errno=True).mlockall(3)
 time.sleep(max(int(sys.argv[1]) - 90, 10))
 open("/proc/sysrq-trigger", "w").write("t")' "$bound" &
+        helpers+=($!)
         cleanup_fn "kill $! 2>/dev/null"
     fi
+    out0=$(pswpout)
+    t0=$(date +%s.%N)
+    # Not `timeout`: a workload stuck in reclaim or on a page fault cannot
+    # be killed, and waiting for it would never end.
+    "$workload" "$size" 0 "$random" > "$tmpdir/$name.out" 2>&1 &
+    local wpid=$!
     # Waits with bash's own read, not sleep: a fork and exec under this
     # pressure may wait on the very swap that is stuck.
     while kill -0 $wpid 2>/dev/null && [ $t -lt "$bound" ]; do
         read -r -t 1 -u "$tick" || :; t=$((t + 1))
-        # Progress every minute, from bash and /proc alone (see above).
-        if [ $((t % 60)) = 0 ]; then
-            local l v; l="$name: ${t} s:"
-            while read -r k v; do
-                case $k in pswpin|pswpout|allocstall_normal|oom_kill) l+=" $k $v" ;; esac
-            done < /proc/vmstat
-            while read -r k v _; do
-                case $k in MemFree:|SwapFree:) l+=" $k $v" ;; esac
-            done < /proc/meminfo
-            echo "$l"
-        fi
     done
     if kill -0 $wpid 2>/dev/null; then
         cat "$tmpdir/$name.out"
@@ -106,6 +168,7 @@ open("/proc/sysrq-trigger", "w").write("t")' "$bound" &
     fi
     wait $wpid || rc=$?
     t1=$(date +%s.%N)
+    kill "${helpers[@]}" 2>/dev/null
     cat "$tmpdir/$name.out"
     [ $rc = 0 ] || fail "$name: the workload failed (exit $rc): its data did not come back intact"
     grep -q "checked $((size * 256)) pages" "$tmpdir/$name.out" || fail "$name: not every page was checked"
