@@ -327,8 +327,7 @@ add_handle_chunk (struct zs_pool *pool, unsigned long c)
 int
 zs_populate_handles (struct zs_pool *pool, unsigned long n)
 {
-  unsigned long c, last;
-  volatile unsigned long *chunk;
+  unsigned long c, last, *chunk;
   size_t i;
 
   if (n > HANDLE_MAX)
@@ -342,10 +341,13 @@ zs_populate_handles (struct zs_pool *pool, unsigned long n)
   for (c = 0; c <= last; c++) {
     if (add_handle_chunk (pool, c) == -1)
       return -1;
-    /* One write per page: calloc may have left fresh pages untouched. */
+    /* One write per page (calloc may have left fresh pages untouched),
+     * an atomic add of 0 so as to change nothing a user of the pool
+     * writes meanwhile.
+     */
     chunk = atomic_load_explicit (&pool->handle_dir[c], memory_order_acquire);
     for (i = 0; i < HANDLE_CHUNK; i += ZS_PAGE_SIZE / sizeof *chunk)
-      chunk[i] = chunk[i];
+      __atomic_fetch_add (&chunk[i], 0, __ATOMIC_RELAXED);
   }
   return 0;
 }
