@@ -125,10 +125,6 @@ slot_table_create (struct slot_table *t, uint64_t nr_slots)
   return 0;
 }
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
 size_t
 slot_table_bytes (uint64_t nr_slots)
 {
@@ -136,20 +132,27 @@ slot_table_bytes (uint64_t nr_slots)
     + nr_slots / 8;
 }
 
-/* Best effort, as the table works either way: before Linux 5.14
- * (EINVAL) its pages fault in on first use, as without swap.
+/* One write to each page of [p, p + len), an atomic add of 0, so that a
+ * concurrent update is not lost.  Not MADV_POPULATE_WRITE: that holds the
+ * process's mmap lock for reading while it waits for memory, and another
+ * device's swap I/O thread that needs the lock for writing (a malloc
+ * growing its heap) would wait behind it (pagesrc.c's fault_in, the same).
  */
+static void
+touch_pages (void *p, size_t len)
+{
+  size_t off;
+
+  for (off = 0; off < len; off += 4096)
+    __atomic_fetch_add ((char *) p + off, 0, __ATOMIC_RELAXED);
+}
+
 void
 slot_table_populate (struct slot_table *t)
 {
-  size_t page = 4096;
-
-  madvise (t->slots, (t->nr_slots * sizeof (struct zram_slot) + page - 1)
-           / page * page, MADV_POPULATE_WRITE);
-  madvise (t->atime, (t->nr_slots * sizeof (slot_time) + page - 1)
-           / page * page, MADV_POPULATE_WRITE);
-  madvise (t->touched, (t->touched_bytes + page - 1) / page * page,
-           MADV_POPULATE_WRITE);
+  touch_pages (t->slots, t->nr_slots * sizeof (struct zram_slot));
+  touch_pages (t->atime, t->nr_slots * sizeof (slot_time));
+  touch_pages (t->touched, t->touched_bytes);
 }
 
 void
