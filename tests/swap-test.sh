@@ -46,11 +46,25 @@ echo "peak orig_data_size while swapping: $peak"
 [ "$peak" -gt $(( ((size - cg_mib) << 20) / 2 )) ] || fail "mm_stat showed only $peak bytes stored: the workload did not swap through $dev"
 grep -q "checked $((size * 256)) pages" "$tmpdir/workload.out" || fail "workload did not check every page"
 
-# The workload has exited: swap freed its slots and discarded them.
+# The workload has exited: swap freed its slots and discarded them.  A
+# kernel before 6.18 discards a whole 2 MiB cluster at a time, once every
+# slot in it is free, and frees the rest at swapoff without a discard (only
+# zram hears of each freed slot): the header's cluster stays, and so may
+# each one that holds slots the per-CPU caches kept back (64 allocated and
+# 64 freed a CPU; seen in the guest: 6 to 10 MiB in all).  So the bound is
+# those clusters, far below the data a missing discard would leave.
+clusters=$(( 1 + 4 * $(nproc) ))
+# Discards go through a kernel worker: wait for the count to settle.
+last=-1
+for _ in $(seq 20); do
+    o=$(mm 1); [ "$o" = "$last" ] && break
+    last=$o; sleep 0.25
+done
+echo "orig_data_size after the workload: $o; in swap: $(awk -v d="$dev" '$1 == d { print $4 }' /proc/swaps) KiB"
 timeout 120 swapoff "$dev" || fail "swapoff $dev failed"
 left=$(mm 1)
 echo "orig_data_size after swapoff: $left"
-[ "$left" -lt $((8 << 20)) ] || fail "$left bytes still stored after the workload ended and swapoff: freed swap pages were not discarded"
+[ "$left" -le $(( clusters << 21 )) ] || fail "$left bytes still stored after the workload ended and swapoff, more than $clusters swap clusters: freed swap pages were not discarded"
 # down undoes all of up: swap, the block device, nbdkit, the control
 # filesystem, the state folder.
 pid=$(cat "$UZRAM_RUN/$name/nbdkit.pid")
