@@ -35,6 +35,21 @@
  * with what the reserve still holds.  (Under mlockall the reserve stays
  * resident.)
  *
+ * With a reserve, the threads that allocate and free (the server's I/O
+ * threads, and compaction under its class locks) make no system call on
+ * the process's memory map either: no mmap, munmap or madvise.  munmap and
+ * mmap lock the mapping they change, and chunks mapped side by side merge
+ * into one mapping, so they wait for every page fault in it to finish; the
+ * refiller's faults there wait for reclaim, and reclaim for the I/O
+ * thread.  So freed pages past the hot stack top the reserve up, and the
+ * rest go to the refiller to give back (src->spill; when that is full too,
+ * to their chunks, still resident).  And they take only pages that are
+ * resident already, never a chunk's page that would fault in: one that
+ * finds none waits a moment for the refiller (as when the reserve has
+ * just started), then fails with ENOMEM, as zram's write fails when
+ * zs_malloc does; swap keeps the page and writes it again later.  Until
+ * the refiller adds pages, the next ones fail at once.
+ *
  * With struct zs_ops, every call goes to the caller's functions one page at
  * a time, and no state is kept here.
  *
@@ -55,7 +70,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#endif
 
 #include "pagesrc.h"
 
@@ -73,6 +94,8 @@
  */
 #define HOT_PAGES 256
 #define PURGE_BATCH 128
+/* With a reserve: freed pages waiting for the refiller to give them back. */
+#define SPILL_PAGES (4 * PURGE_BATCH)
 
 /* A chunk's fresh pages are handed out in address order, so instead of
  * taking one page fault per page, the source populates them POPULATE_PAGES
@@ -105,6 +128,11 @@ static atomic_size_t reserve_pages;
  */
 #define REFILL_BATCH 64
 
+/* With a reserve, an allocation that finds no resident page waits this
+ * long for the refiller before it fails.
+ */
+#define READY_WAIT_MS 100
+
 /* Ranges to populate, noted under the lock and populated outside it. */
 struct populate {
   unsigned n;
@@ -134,8 +162,13 @@ struct page_source {
   void **res;
   size_t nres, res_target;
   bool refill_running, refill_wanted, refill_stop;
+  /* Freed pages for the refiller to give back (with a reserve). */
+  void *spill[SPILL_PAGES];
+  unsigned nspill;
   pthread_t refill;
-  pthread_cond_t refill_cond;
+  pthread_cond_t refill_cond;       /* wakes the refiller */
+  pthread_cond_t refilled_cond;     /* the refiller added to the reserve */
+  bool dry;                         /* an allocation waited in vain */
 };
 
 struct page_source *
@@ -151,6 +184,14 @@ pagesrc_create (const struct zs_ops *ops)
     src->builtin = 1;
   pthread_mutex_init (&src->lock, NULL);
   pthread_cond_init (&src->refill_cond, NULL);
+  {
+    pthread_condattr_t attr;
+
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&src->refilled_cond, &attr);
+    pthread_condattr_destroy (&attr);
+  }
   return src;
 }
 
@@ -183,6 +224,7 @@ pagesrc_destroy (struct page_source *src)
   }
   free (src->res);
   pthread_cond_destroy (&src->refill_cond);
+  pthread_cond_destroy (&src->refilled_cond);
   for (i = 0; i < src->nchunks; i++) {
     munmap (src->chunks[i]->base, CHUNK_SIZE);
     free (src->chunks[i]);
@@ -338,25 +380,35 @@ insert_chunk (struct page_source *src, struct chunk *c)
   return 0;
 }
 
-/* Takes up to n pages from the hot stack and the reserve (reserve false:
- * neither, for the refiller) and the chunks.  Called with src->lock held.
- * Returns how many it took.
+/* What take_pages may take: pages known to be resident (the hot stack,
+ * the spill and the reserve), and the chunks' free pages.
+ */
+enum { TAKE_READY = 1, TAKE_CHUNKS = 2 };
+
+/* Takes up to n pages from what `from` names, in that order.  Called with
+ * src->lock held.  Returns how many it took.
  */
 static unsigned
 take_pages (struct page_source *src, void **pages, unsigned n,
-            struct populate *pop, bool reserve)
+            struct populate *pop, int from)
 {
   unsigned got = 0;
 
-  while (reserve && got < n && src->nhot > 0)
-    pages[got++] = src->hot[--src->nhot];
-  while (reserve && got < n && src->nres > 0)
-    pages[got++] = src->res[--src->nres];
-  if (reserve && src->res_target && !src->refill_wanted &&
-      src->nres < src->res_target / 2) {
-    src->refill_wanted = true;
-    pthread_cond_signal (&src->refill_cond);
+  if (from & TAKE_READY) {
+    while (got < n && src->nhot > 0)
+      pages[got++] = src->hot[--src->nhot];
+    while (got < n && src->nspill > 0)
+      pages[got++] = src->spill[--src->nspill];
+    while (got < n && src->nres > 0)
+      pages[got++] = src->res[--src->nres];
+    if (src->res_target && !src->refill_wanted &&
+        (got < n || src->nres < src->res_target / 2)) {
+      src->refill_wanted = true;
+      pthread_cond_signal (&src->refill_cond);
+    }
   }
+  if (!(from & TAKE_CHUNKS))
+    return got;
   while (got < n && src->first_free < src->nchunks) {
     struct chunk *c = src->chunks[src->first_free];
 
@@ -380,6 +432,29 @@ take_pages (struct page_source *src, void **pages, unsigned n,
     }
   }
   return got;
+}
+
+/* Puts n pages back on their chunks' free stacks, as they are (resident
+ * or not).  Called with src->lock held.
+ */
+static void
+return_pages (struct page_source *src, void *const *pages, unsigned n)
+{
+  unsigned i;
+
+  for (i = 0; i < n; i++) {
+    size_t at = find_chunk (src, pages[i]);
+    struct chunk *c;
+
+    assert (at < src->nchunks);
+    c = src->chunks[at];
+    assert (c->nfree < CHUNK_PAGES);
+    c->free[c->nfree++] = ((char *) pages[i] - c->base) >> ZS_PAGE_SHIFT;
+    if (c->nfree == CHUNK_PAGES)
+      src->nempty++;
+    if (at < src->first_free)
+      src->first_free = at;
+  }
 }
 
 static int
@@ -444,31 +519,55 @@ fault_in (void **pages, unsigned n)
     *(volatile char *) pages[i] = 0;
 }
 
-/* The refiller: tops the reserve up to res_target whenever an allocation
- * wakes it, mapping chunks as needed.  It serves no I/O, so it may wait
- * for reclaim as long as reclaim takes.
+static void purge_pages (struct page_source *src, void **pages, unsigned n);
+static void spill_locked (struct page_source *src, void *const *pages,
+                          unsigned n);
+
+/* The refiller: gives back the pages freed into src->spill, and tops the
+ * reserve up to res_target whenever an allocation wakes it, mapping chunks
+ * as needed.  It serves no I/O, so it may wait for reclaim as long as
+ * reclaim takes.
  */
 static void *
 refill_main (void *arg)
 {
   struct page_source *src = arg;
   void *batch[REFILL_BATCH];
+  void *cold[PURGE_BATCH];
 
+  /* Started by an I/O thread, it inherits PR_SET_IO_FLUSHER, under which
+   * the kernel neither writes pages out nor kills for the memory a fault
+   * needs, and waits for others to free it.  The refiller is the one
+   * thread that must get memory by every means reclaim has.  (Without
+   * CAP_SYS_RESOURCE neither thread had the flag.)
+   */
+  prctl (PR_SET_IO_FLUSHER, 0, 0, 0, 0);
   pthread_mutex_lock (&src->lock);
   for (;;) {
-    while (!src->refill_stop && !src->refill_wanted)
+    while (!src->refill_stop && !src->refill_wanted && src->nspill == 0)
       pthread_cond_wait (&src->refill_cond, &src->lock);
     if (src->refill_stop)
       break;
+    while (src->nspill > 0) {
+      unsigned n = src->nspill < PURGE_BATCH ? src->nspill : PURGE_BATCH;
+
+      src->nspill -= n;
+      memcpy (cold, &src->spill[src->nspill], n * sizeof *cold);
+      pthread_mutex_unlock (&src->lock);
+      purge_pages (src, cold, n);
+      pthread_mutex_lock (&src->lock);
+    }
+    if (!src->refill_wanted)
+      continue;
     while (!src->refill_stop && src->nres < src->res_target) {
       struct populate pop = { .n = 0 };
       size_t want = src->res_target - src->nres;
       unsigned n = want < REFILL_BATCH ? want : REFILL_BATCH, got;
 
-      got = take_pages (src, batch, n, &pop, false);
+      got = take_pages (src, batch, n, &pop, TAKE_CHUNKS);
       if (got == 0) {
-        /* Out of address space: the allocations fault pages in
-         * themselves until one wakes the refiller again.
+        /* Out of address space: allocations fail once the reserve is
+         * gone, until one wakes the refiller again.
          */
         if (grow (src) == -1)
           break;
@@ -478,12 +577,23 @@ refill_main (void *arg)
       /* pop's ranges are left alone, for the same reason. */
       fault_in (batch, got);
       pthread_mutex_lock (&src->lock);
-      /* Only the refiller adds to the reserve, so there is room. */
-      assert (src->nres + got <= src->res_target);
-      memcpy (&src->res[src->nres], batch, got * sizeof *batch);
-      src->nres += got;
+      /* Freed pages may have filled the reserve meanwhile: what has no
+       * room goes where freed pages go.
+       */
+      {
+        size_t room = src->res_target - src->nres;
+        unsigned put = got < room ? got : (unsigned) room;
+
+        memcpy (&src->res[src->nres], batch, put * sizeof *batch);
+        src->nres += put;
+        if (put < got)
+          spill_locked (src, batch + put, got - put);
+      }
+      src->dry = false;
+      pthread_cond_broadcast (&src->refilled_cond);
     }
     src->refill_wanted = false;
+    pthread_cond_broadcast (&src->refilled_cond);
   }
   pthread_mutex_unlock (&src->lock);
   return NULL;
@@ -526,6 +636,43 @@ start_refill (struct page_source *src)
   pthread_mutex_unlock (&src->lock);
 }
 
+/* alloc_builtin with a reserve: only pages already resident (see the top
+ * of the file), waiting up to READY_WAIT_MS for the refiller when there
+ * are none, as when the reserve has just started.  Called with src->lock
+ * held, which it drops.
+ */
+static int
+alloc_ready (struct page_source *src, void **pages, unsigned n)
+{
+  struct timespec until;
+  unsigned got;
+
+  got = take_pages (src, pages, n, NULL, TAKE_READY);
+  if (got < n && !src->dry) {
+    clock_gettime (CLOCK_MONOTONIC, &until);
+    until.tv_nsec += READY_WAIT_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+  }
+  while (got < n && !src->dry &&
+         pthread_cond_timedwait (&src->refilled_cond, &src->lock,
+                                 &until) != ETIMEDOUT)
+    got += take_pages (src, pages + got, n - got, NULL, TAKE_READY);
+  if (got < n) {
+    got += take_pages (src, pages + got, n - got, NULL, TAKE_READY);
+    if (got < n) {
+      /* Until the refiller adds pages, the next ones fail at once. */
+      src->dry = true;
+      spill_locked (src, pages, got);
+      pthread_mutex_unlock (&src->lock);
+      errno = ENOMEM;
+      return -1;
+    }
+  }
+  pthread_mutex_unlock (&src->lock);
+  return 0;
+}
+
 static int
 alloc_builtin (struct page_source *src, void **pages, unsigned n)
 {
@@ -534,7 +681,9 @@ alloc_builtin (struct page_source *src, void **pages, unsigned n)
 
   start_refill (src);
   pthread_mutex_lock (&src->lock);
-  got = take_pages (src, pages, n, &pop, true);
+  if (src->res_target)
+    return alloc_ready (src, pages, n);
+  got = take_pages (src, pages, n, &pop, TAKE_READY | TAKE_CHUNKS);
   while (got < n) {
     if (grow (src) == -1) {
       pthread_mutex_unlock (&src->lock);
@@ -543,7 +692,8 @@ alloc_builtin (struct page_source *src, void **pages, unsigned n)
       errno = ENOMEM;
       return -1;
     }
-    got += take_pages (src, pages + got, n - got, &pop, true);
+    got += take_pages (src, pages + got, n - got, &pop,
+                       TAKE_READY | TAKE_CHUNKS);
   }
   pthread_mutex_unlock (&src->lock);
   populate (&pop);
@@ -590,19 +740,7 @@ purge_pages (struct page_source *src, void **pages, unsigned n)
   }
 
   pthread_mutex_lock (&src->lock);
-  for (i = 0; i < n; i++) {
-    size_t at = find_chunk (src, pages[i]);
-    struct chunk *c;
-
-    assert (at < src->nchunks);
-    c = src->chunks[at];
-    assert (c->nfree < CHUNK_PAGES);
-    c->free[c->nfree++] = ((char *) pages[i] - c->base) >> ZS_PAGE_SHIFT;
-    if (c->nfree == CHUNK_PAGES)
-      src->nempty++;
-    if (at < src->first_free)
-      src->first_free = at;
-  }
+  return_pages (src, pages, n);
   /* Pages are sorted, so each chunk touched comes as one run.  The rest
    * of a run is recognised by the run's chunk's address range, not by
    * looking the page up: once that chunk is removed below, a lookup finds
@@ -636,6 +774,39 @@ purge_pages (struct page_source *src, void **pages, unsigned n)
   }
 }
 
+/* pagesrc_free with a reserve: no system call (see the top of the file).
+ * Called with src->lock held.
+ */
+static void
+spill_locked (struct page_source *src, void *const *pages, unsigned n)
+{
+  unsigned i, j;
+
+  for (i = 0; i < n; i++) {
+    if (src->nhot == HOT_PAGES) {
+      /* The oldest hot pages move on: to the reserve, to the refiller,
+       * or back to their chunks.
+       */
+      for (j = 0; j < PURGE_BATCH; j++) {
+        void *p = src->hot[j];
+
+        if (src->nres < src->res_target)
+          src->res[src->nres++] = p;
+        else if (src->nspill < SPILL_PAGES)
+          src->spill[src->nspill++] = p;
+        else
+          return_pages (src, &p, 1);
+      }
+      memmove (src->hot, src->hot + PURGE_BATCH,
+               (HOT_PAGES - PURGE_BATCH) * sizeof *src->hot);
+      src->nhot -= PURGE_BATCH;
+    }
+    src->hot[src->nhot++] = pages[i];
+  }
+  if (src->nspill >= PURGE_BATCH)
+    pthread_cond_signal (&src->refill_cond);
+}
+
 void
 pagesrc_free (struct page_source *src, void *const *pages, unsigned n)
 {
@@ -649,6 +820,11 @@ pagesrc_free (struct page_source *src, void *const *pages, unsigned n)
   }
 
   pthread_mutex_lock (&src->lock);
+  if (src->res_target) {
+    spill_locked (src, pages, n);
+    pthread_mutex_unlock (&src->lock);
+    return;
+  }
   for (i = 0; i < n; i++) {
     src->hot[src->nhot++] = pages[i];
     if (src->nhot == HOT_PAGES) {
@@ -680,6 +856,24 @@ pagesrc_trim (struct page_source *src)
 
   if (!src->builtin)
     return;
+  pthread_mutex_lock (&src->lock);
+  if (src->res_target) {
+    /* The refiller gives them back (see the top of the file): trim may
+     * be called on the write path, by the policy's reclaim.
+     */
+    while (src->nhot > 0) {
+      void *p = src->hot[--src->nhot];
+
+      if (src->nspill < SPILL_PAGES)
+        src->spill[src->nspill++] = p;
+      else
+        return_pages (src, &p, 1);
+    }
+    pthread_cond_signal (&src->refill_cond);
+    pthread_mutex_unlock (&src->lock);
+    return;
+  }
+  pthread_mutex_unlock (&src->lock);
   do {
     pthread_mutex_lock (&src->lock);
     n = src->nhot < PURGE_BATCH ? src->nhot : PURGE_BATCH;

@@ -18,8 +18,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <linux/audit.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -892,6 +900,180 @@ test_reserve_pool (void)
   zs_set_reserve (0);
 }
 
+/* With a reserve, the threads that allocate and free make no system call
+ * on the memory map (pagesrc.c): munmap and mmap wait for every page fault
+ * in the mapping they change, and the refiller's faults there wait for
+ * reclaim, which waits for a swap server's I/O thread.  A thread under a
+ * seccomp filter that traps mmap, munmap, mremap, mprotect, madvise and
+ * brk allocates and frees zspages in rounds: through the hot stack and
+ * past it into the reserve and the refiller's spill, through compaction's
+ * trim, and with a reserve far too small, where an allocation that finds
+ * no page resident waits for the refiller or fails (ENOMEM) rather than
+ * map one.  (Before,
+ * the freeing thread gave pages back with madvise and unmapped empty
+ * chunks, and the allocating one mapped chunks and populated them.)
+ */
+#if defined(__x86_64__)
+static atomic_int map_calls, last_map_call;
+
+static void
+on_sigsys (int sig, siginfo_t *si, void *uc_)
+{
+  ucontext_t *uc = uc_;
+
+  (void) sig;
+  atomic_fetch_add (&map_calls, 1);
+  atomic_store (&last_map_call, si->si_syscall);
+  uc->uc_mcontext.gregs[REG_RAX] = -EPERM;
+}
+
+static void
+trap_map_calls (void)
+{
+  static const int nrs[] = { SYS_mmap, SYS_munmap, SYS_mremap, SYS_mprotect,
+                             SYS_madvise, SYS_brk };
+  struct sock_filter f[4 + 2 * 6 + 1];
+  struct sock_fprog prog = { .filter = f };
+  unsigned n = 0, i;
+
+  f[n++] = (struct sock_filter) BPF_STMT (BPF_LD | BPF_W | BPF_ABS,
+                                          offsetof (struct seccomp_data, arch));
+  f[n++] = (struct sock_filter) BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K,
+                                          AUDIT_ARCH_X86_64, 1, 0);
+  f[n++] = (struct sock_filter) BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  f[n++] = (struct sock_filter) BPF_STMT (BPF_LD | BPF_W | BPF_ABS,
+                                          offsetof (struct seccomp_data, nr));
+  for (i = 0; i < 6; i++) {
+    f[n++] = (struct sock_filter) BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K,
+                                            nrs[i], 0, 1);
+    f[n++] = (struct sock_filter) BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_TRAP);
+  }
+  f[n++] = (struct sock_filter) BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  prog.len = n;
+  if (prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+    FAIL ("prctl PR_SET_NO_NEW_PRIVS: %m");
+  /* Without SECCOMP_FILTER_FLAG_TSYNC: this thread only. */
+  if (syscall (SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == -1)
+    FAIL ("seccomp: %m");
+}
+
+enum { NOMAP_OBJS = 3000, NOMAP_SIZE = 1000, NOMAP_ROUNDS = 8 };
+
+struct nomap {
+  int map_calls, last_map_call;
+  unsigned long failed;           /* allocations that failed (ENOMEM) */
+};
+
+/* In a child process, whose main thread is the one filtered: a thread
+ * that ends calls madvise on its own stack with every signal blocked,
+ * which a trap would turn into death; _exit ends the child at once.
+ */
+static void
+nomap_child (size_t reserve, bool trap, int fd)
+{
+  struct zs_pool *pool;
+  unsigned long *h = calloc (NOMAP_OBJS, sizeof *h);
+  struct nomap res = { 0 };
+  unsigned r, i;
+
+  assert (h);
+  zs_set_reserve (reserve);
+  pool = zs_create_pool ("nomap", NULL);
+  assert (pool);
+  if (zs_populate_handles (pool, NOMAP_OBJS + 1) == -1)
+    FAIL ("zs_populate_handles: %m");
+  /* The first allocation starts the refiller, before the filter, which
+   * is this thread's only.
+   */
+  h[0] = zs_malloc (pool, NOMAP_SIZE);
+  zs_free (pool, h[0]);
+  if (trap) {
+    trap_map_calls ();
+    /* The filter works: this one call is trapped, and not counted. */
+    if (madvise (h, 0, MADV_NORMAL) != -1 || errno != EPERM ||
+        atomic_load (&map_calls) != 1)
+      FAIL ("the seccomp filter did not trap madvise");
+    atomic_store (&map_calls, 0);
+  }
+  for (r = 0; r < NOMAP_ROUNDS; r++) {
+    for (i = 0; i < NOMAP_OBJS; i++) {
+      h[i] = zs_malloc (pool, NOMAP_SIZE);
+      if (h[i] == 0) {
+        if (errno != ENOMEM)
+          FAIL ("zs_malloc: %m, not ENOMEM");
+        res.failed++;
+        continue;
+      }
+      memset (zs_map_object (pool, h[i], ZS_MM_WO), i, NOMAP_SIZE);
+      zs_unmap_object (pool, h[i]);
+    }
+    for (i = 0; i < NOMAP_OBJS; i++)
+      if (h[i])
+        zs_free (pool, h[i]);
+    if (r % 2)
+      zs_compact (pool);
+  }
+  res.map_calls = atomic_load (&map_calls);
+  res.last_map_call = atomic_load (&last_map_call);
+  if (write (fd, &res, sizeof res) != sizeof res)
+    _exit (2);
+  _exit (0);
+}
+
+static void
+test_reserve_no_map_calls (void)
+{
+  static const size_t reserves[] = { 2048, 64 };
+  struct sigaction sa = { .sa_sigaction = on_sigsys,
+                          .sa_flags = SA_SIGINFO };
+  /* A sanitizer's allocator maps memory of its own on any thread. */
+  bool trap = !running_sanitizer ();
+  unsigned k;
+
+  for (k = 0; k < 2; k++) {
+    struct nomap res;
+    int fds[2], status;
+    pid_t pid;
+
+    assert (pipe (fds) == 0);
+    fflush (stdout);
+    pid = fork ();
+    assert (pid >= 0);
+    if (pid == 0) {
+      close (fds[0]);
+      assert (sigaction (SIGSYS, &sa, NULL) == 0);
+      nomap_child (reserves[k], trap, fds[1]);
+    }
+    close (fds[1]);
+    if (read (fds[0], &res, sizeof res) != sizeof res)
+      FAIL ("the child checking map calls (reserve %zu) died", reserves[k]);
+    close (fds[0]);
+    assert (waitpid (pid, &status, 0) == pid);
+    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+      FAIL ("the child checking map calls (reserve %zu) failed", reserves[k]);
+    printf ("no map calls: reserve %zu pages, %d rounds of %d objects: %d "
+            "map calls, %lu allocations failed%s\n", reserves[k],
+            NOMAP_ROUNDS, NOMAP_OBJS, res.map_calls, res.failed,
+            trap ? "" : " (not trapped under a sanitizer)");
+    if (res.map_calls)
+      FAIL ("a thread allocating and freeing with a reserve of %zu pages "
+            "made %d calls on the memory map, the last system call %d",
+            reserves[k], res.map_calls, res.last_map_call);
+    /* The large reserve covers every round (the refiller keeps up). */
+    if (k == 0 && res.failed)
+      FAIL ("%lu allocations failed with a reserve of %zu pages",
+            res.failed, reserves[k]);
+  }
+}
+#else
+static void
+test_reserve_no_map_calls (void)
+{
+  printf ("no map calls: not checked here (the seccomp filter is written "
+          "for x86_64)\n");
+}
+#endif
+
 int
 main (void)
 {
@@ -908,6 +1090,7 @@ main (void)
   test_purge_last_chunk ();
   test_reserve ();
   test_reserve_pool ();
+  test_reserve_no_map_calls ();
   printf ("PASS\n");
   return 0;
 }
