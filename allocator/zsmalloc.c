@@ -957,6 +957,16 @@ struct mapping {
 static __thread struct mapping my_mapping;
 static __thread char my_buffer[ZS_MAX_ALLOC] __attribute__ ((aligned (64)));
 
+void
+zs_prepare_thread (void)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof my_buffer; i += ZS_PAGE_SIZE)
+    ((volatile char *) my_buffer)[i] = 0;
+  ((volatile char *) my_buffer)[sizeof my_buffer - 1] = 0;
+}
+
 /**
  * zs_map_object - maps the object of handle
  * Returns a pointer to its bytes (class-size bytes are valid), valid until

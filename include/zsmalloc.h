@@ -112,6 +112,12 @@ void zs_set_reserve (size_t pages);
  */
 int zs_populate_handles (struct zs_pool *pool, unsigned long n);
 
+/* Faults in the calling thread's own buffer for objects that span two
+ * pages (zs_map_object copies them there), for the same reason: call it
+ * when a swap device's I/O thread starts.
+ */
+void zs_prepare_thread (void);
+
 #define ZS_NR_FULLNESS 12
 
 /* One size class, as zsmalloc's debugfs `classes` file shows it.  Classes

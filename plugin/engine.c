@@ -344,6 +344,32 @@ zram_set_populate (struct zram *zram)
   pthread_rwlock_unlock (&zram->init_lock);
 }
 
+void
+zram_prepare_thread (struct zram *zram)
+{
+  unsigned char page[2][ZRAM_BLOCK_SIZE], back[ZRAM_BLOCK_SIZE];
+  const void *out;
+  uint32_t x = 1;
+  size_t len, i, k;
+
+  /* One page that compresses, for the decompressor's memory too, and one
+   * that does not, whose output fills the thread's output buffer.
+   */
+  for (i = 0; i < ZRAM_BLOCK_SIZE; i++) {
+    page[0][i] = (unsigned char) (i * 31 ^ i >> 5);
+    x = x * 1103515245 + 12345;
+    page[1][i] = (unsigned char) (x >> 16);
+  }
+  pthread_rwlock_rdlock (&zram->init_lock);
+  if (zram->populate && zram_has_table (zram))
+    for (i = 0; i < ZRAM_MAX_COMPS; i++)
+      for (k = 0; k < 2 && zram->confs[i]; k++)
+        if (zcomp_compress (zram->confs[i], page[k], &out, &len) == 0 &&
+            len <= ZRAM_BLOCK_SIZE)
+          (void) zcomp_decompress (zram->confs[i], out, len, back);
+  pthread_rwlock_unlock (&zram->init_lock);
+}
+
 uint64_t
 zram_disksize (struct zram *zram)
 {

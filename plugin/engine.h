@@ -184,6 +184,20 @@ int zram_set_disksize (struct zram *zram, uint64_t bytes);
  * Only while they take at most a sixteenth of the RAM and 64 MiB.
  */
 void zram_set_populate (struct zram *zram);
+
+/* Faults in each page of [p, p + len) with one write that keeps what is
+ * there: under mlockall (MCL_ONFAULT), as mlock=true has it, the pages
+ * then stay.  (MAP_POPULATE does nothing on such a mapping.)
+ */
+void zram_touch_pages (void *p, size_t len);
+
+/* With zram_set_populate (swap), makes and faults in the calling thread's
+ * work memory for each of the device's algorithms, by compressing and
+ * decompressing one page, so that the thread's first swap request, which
+ * comes when memory is already short, need not.  Call it as an I/O
+ * thread starts serving the device; it does nothing otherwise.
+ */
+void zram_prepare_thread (struct zram *zram);
 /* Both cost one atomic load (no lock): fine on every request. */
 uint64_t zram_disksize (struct zram *zram);
 bool zram_initialised (struct zram *zram);

@@ -22,6 +22,9 @@ void io_flusher_set_swap (bool swap);
 
 /* Marks the calling thread an I/O flusher, once: later calls on the same
  * thread return at once, so a front end may call it on every request.
+ * For swap it also faults in, while memory is still there, what the
+ * thread would otherwise first touch on some later request: its stack
+ * below the caller and its zsmalloc mapping buffer.
  */
 void io_flusher (void);
 

@@ -138,8 +138,8 @@ slot_table_bytes (uint64_t nr_slots)
  * device's swap I/O thread that needs the lock for writing (a malloc
  * growing its heap) would wait behind it (pagesrc.c's fault_in, the same).
  */
-static void
-touch_pages (void *p, size_t len)
+void
+zram_touch_pages (void *p, size_t len)
 {
   size_t off;
 
@@ -150,9 +150,9 @@ touch_pages (void *p, size_t len)
 void
 slot_table_populate (struct slot_table *t)
 {
-  touch_pages (t->slots, t->nr_slots * sizeof (struct zram_slot));
-  touch_pages (t->atime, t->nr_slots * sizeof (slot_time));
-  touch_pages (t->touched, t->touched_bytes);
+  zram_touch_pages (t->slots, t->nr_slots * sizeof (struct zram_slot));
+  zram_touch_pages (t->atime, t->nr_slots * sizeof (slot_time));
+  zram_touch_pages (t->touched, t->touched_bytes);
 }
 
 void

@@ -423,6 +423,7 @@ queue_thread (void *arg)
   int r;
 
   io_flusher ();
+  zram_prepare_thread (d->u->zram);
   if (q->have_cpus)
     pthread_setaffinity_np (pthread_self (), sizeof q->cpus, &q->cpus);
   /* One more entry than tags, for the stop poll. */
@@ -655,18 +656,22 @@ queue_map (struct ublk_dev *d, struct ublk_queue *q)
   q->descs = p;
   /* Anonymous and unreserved: only what requests touch becomes memory
    * (and is locked by mlock=true's MCL_ONFAULT).  User copy's one buffer
-   * is populated now, so that no request, swap's included, waits for a
-   * page fault on it; per-tag buffers are too large for that.
+   * is faulted in now, so that no request, swap's included, waits for a
+   * page fault on it (seen in a guest: the pread of a swap write's data,
+   * stuck in reclaim on the buffer's first touch).  Not MAP_POPULATE: the
+   * kernel skips it on an MCL_ONFAULT mapping.  Per-tag buffers are too
+   * large for that.
    */
   q->bufs_len = d->user_copy ? MAX_IO : (size_t) QUEUE_DEPTH * MAX_IO;
   p = mmap (NULL, q->bufs_len, PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-            (d->user_copy ? MAP_POPULATE : 0), -1, 0);
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     nbdkit_error ("ublk: mmap buffers: %m");
     return -1;
   }
   q->bufs = p;
+  if (d->user_copy)
+    zram_touch_pages (p, q->bufs_len);
   return 0;
 }
 

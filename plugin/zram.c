@@ -630,13 +630,29 @@ fail (const char *op, int r, uint32_t count, uint64_t offset)
   return -1;
 }
 
+/* Every request starts here: the thread is an I/O flusher, and, for swap,
+ * has its work memory before it needs it (zram_prepare_thread; a thread
+ * that serves several devices prepares for the first one it serves).
+ */
+static void
+io_thread (struct zram *zram)
+{
+  static __thread bool prepared;
+
+  io_flusher ();
+  if (!prepared) {
+    prepared = true;
+    zram_prepare_thread (zram);
+  }
+}
+
 static int
 zram_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
             uint32_t flags)
 {
   int r;
 
-  io_flusher ();
+  io_thread (handle);
   r = zram_read (handle, buf, count, offset);
   (void) flags;
   return r < 0 ? fail ("read", r, count, offset) : 0;
@@ -649,7 +665,7 @@ zram_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
   /* NBDKIT_FLAG_FUA needs nothing: a write is in memory when it returns. */
   int r;
 
-  io_flusher ();
+  io_thread (handle);
   r = zram_write (handle, buf, count, offset);
   (void) flags;
   return r < 0 ? fail ("write", r, count, offset) : 0;
@@ -660,7 +676,7 @@ zram_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
   int r;
 
-  io_flusher ();
+  io_thread (handle);
   r = zram_discard (handle, count, offset);
   (void) flags;
   return r < 0 ? fail ("trim", r, count, offset) : 0;
@@ -674,7 +690,7 @@ zram_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
    */
   int r;
 
-  io_flusher ();
+  io_thread (handle);
   r = zram_write_zeroes (handle, count, offset);
   (void) flags;
   return r < 0 ? fail ("zero", r, count, offset) : 0;
@@ -685,7 +701,7 @@ zram_flush_ (void *handle, uint32_t flags)
 {
   int r;
 
-  io_flusher ();
+  io_thread (handle);
   r = zram_flush (handle);
   (void) flags;
   return r < 0 ? fail ("flush", r, 0, 0) : 0;
