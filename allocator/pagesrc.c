@@ -42,8 +42,9 @@
  * into one mapping, so they wait for every page fault in it to finish; the
  * refiller's faults there wait for reclaim, and reclaim for the I/O
  * thread.  So freed pages past the hot stack top the reserve up, and the
- * rest go to the refiller to give back (src->spill; when that is full too,
- * to their chunks, still resident).  And they take only pages that are
+ * rest go to the refiller to give back (src->spill, a list threaded
+ * through the pages themselves, so that it needs no memory and has no
+ * bound).  And they take only pages that are
  * resident already, never a chunk's page that would fault in: one that
  * finds none waits a moment for the refiller (as when the reserve has
  * just started), then fails with ENOMEM, as zram's write fails when
@@ -94,8 +95,6 @@
  */
 #define HOT_PAGES 256
 #define PURGE_BATCH 128
-/* With a reserve: freed pages waiting for the refiller to give them back. */
-#define SPILL_PAGES (4 * PURGE_BATCH)
 
 /* A chunk's fresh pages are handed out in address order, so instead of
  * taking one page fault per page, the source populates them POPULATE_PAGES
@@ -162,9 +161,11 @@ struct page_source {
   void **res;
   size_t nres, res_target;
   bool refill_running, refill_wanted, refill_stop;
-  /* Freed pages for the refiller to give back (with a reserve). */
-  void *spill[SPILL_PAGES];
-  unsigned nspill;
+  /* Freed pages for the refiller to give back (with a reserve): each
+   * page's first word points to the next.
+   */
+  void *spill;
+  size_t nspill;
   pthread_t refill;
   pthread_cond_t refill_cond;       /* wakes the refiller */
   pthread_cond_t refilled_cond;     /* the refiller added to the reserve */
@@ -380,6 +381,24 @@ insert_chunk (struct page_source *src, struct chunk *c)
   return 0;
 }
 
+static void
+spill_push (struct page_source *src, void *page)
+{
+  *(void **) page = src->spill;
+  src->spill = page;
+  src->nspill++;
+}
+
+static void *
+spill_pop (struct page_source *src)
+{
+  void *page = src->spill;
+
+  src->spill = *(void **) page;
+  src->nspill--;
+  return page;
+}
+
 /* What take_pages may take: pages known to be resident (the hot stack,
  * the spill and the reserve), and the chunks' free pages.
  */
@@ -398,7 +417,7 @@ take_pages (struct page_source *src, void **pages, unsigned n,
     while (got < n && src->nhot > 0)
       pages[got++] = src->hot[--src->nhot];
     while (got < n && src->nspill > 0)
-      pages[got++] = src->spill[--src->nspill];
+      pages[got++] = spill_pop (src);
     while (got < n && src->nres > 0)
       pages[got++] = src->res[--src->nres];
     if (src->res_target && !src->refill_wanted &&
@@ -549,10 +568,10 @@ refill_main (void *arg)
     if (src->refill_stop)
       break;
     while (src->nspill > 0) {
-      unsigned n = src->nspill < PURGE_BATCH ? src->nspill : PURGE_BATCH;
+      unsigned n = 0;
 
-      src->nspill -= n;
-      memcpy (cold, &src->spill[src->nspill], n * sizeof *cold);
+      while (n < PURGE_BATCH && src->nspill > 0)
+        cold[n++] = spill_pop (src);
       pthread_mutex_unlock (&src->lock);
       purge_pages (src, cold, n);
       pthread_mutex_lock (&src->lock);
@@ -784,18 +803,16 @@ spill_locked (struct page_source *src, void *const *pages, unsigned n)
 
   for (i = 0; i < n; i++) {
     if (src->nhot == HOT_PAGES) {
-      /* The oldest hot pages move on: to the reserve, to the refiller,
-       * or back to their chunks.
+      /* The oldest hot pages move on: to the reserve, or to the
+       * refiller to give back.
        */
       for (j = 0; j < PURGE_BATCH; j++) {
         void *p = src->hot[j];
 
         if (src->nres < src->res_target)
           src->res[src->nres++] = p;
-        else if (src->nspill < SPILL_PAGES)
-          src->spill[src->nspill++] = p;
         else
-          return_pages (src, &p, 1);
+          spill_push (src, p);
       }
       memmove (src->hot, src->hot + PURGE_BATCH,
                (HOT_PAGES - PURGE_BATCH) * sizeof *src->hot);
@@ -861,14 +878,8 @@ pagesrc_trim (struct page_source *src)
     /* The refiller gives them back (see the top of the file): trim may
      * be called on the write path, by the policy's reclaim.
      */
-    while (src->nhot > 0) {
-      void *p = src->hot[--src->nhot];
-
-      if (src->nspill < SPILL_PAGES)
-        src->spill[src->nspill++] = p;
-      else
-        return_pages (src, &p, 1);
-    }
+    while (src->nhot > 0)
+      spill_push (src, src->hot[--src->nhot]);
     pthread_cond_signal (&src->refill_cond);
     pthread_mutex_unlock (&src->lock);
     return;
