@@ -9,7 +9,8 @@
 # headers from the reserve and the engine faulted its tables in at
 # disksize, the ublk run stopped for good within a minute: its I/O thread
 # touched a fresh page of malloc's or of the handle table, and waited for
-# memory.)  A process locked in memory writes the progress to the console
+# memory.  After that, about one run in six still stopped: a queue thread
+# faulted on a fresh page of its stack, or of its ublk buffer.)  A process locked in memory writes the progress to the console
 # every 30 s, with where the server's threads wait.  Each run
 # must end within its bound (PRESSURE_BOUND, default 600 s) with every
 # byte intact, and the guest's kernel must report no hung task (one
@@ -178,7 +179,12 @@ open("/proc/sysrq-trigger", "w").write("t")' "$bound" &
         fail "$name: only $out pages swapped out: the workload did not press on the RAM"
     [ -z "$(hung_tasks)" ] || fail "$name: hung tasks in the guest: $(hung_tasks)"
     took[$name]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-    echo "$name: ${took[$name]} s, $out pages swapped out, RAM $ram_mib MiB, workload $size MiB"
+    # Writes that found the reserve empty fail, and swap writes the page
+    # again later (nbdkit-zram-plugin(1), mlock=true): how many did.
+    local failed=
+    [ -r "$UZRAM_RUN/pressure-$name/control/io_stat" ] &&
+        failed=", failed_writes $(awk '{ print $2 }' "$UZRAM_RUN/pressure-$name/control/io_stat")"
+    echo "$name: ${took[$name]} s, $out pages swapped out, RAM $ram_mib MiB, workload $size MiB$failed"
 }
 
 paths=${PRESSURE_PATHS:-zram ublk}
