@@ -128,9 +128,12 @@ static atomic_size_t reserve_pages;
 #define REFILL_BATCH 64
 
 /* With a reserve, an allocation that finds no resident page waits this
- * long for the refiller before it fails.
+ * long for the refiller before it fails: long enough that a refiller
+ * merely kept off the CPU by a busy host (or a sanitizer) catches up,
+ * short enough that a swap write which cannot get memory fails well
+ * before reclaim gives up on it.
  */
-#define READY_WAIT_MS 100
+#define READY_WAIT_MS 500
 
 /* Ranges to populate, noted under the lock and populated outside it. */
 struct populate {
@@ -669,8 +672,8 @@ alloc_ready (struct page_source *src, void **pages, unsigned n)
   got = take_pages (src, pages, n, NULL, TAKE_READY);
   if (got < n && !src->dry) {
     clock_gettime (CLOCK_MONOTONIC, &until);
-    until.tv_nsec += READY_WAIT_MS * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec += (READY_WAIT_MS % 1000) * 1000000L;
+    until.tv_sec += READY_WAIT_MS / 1000 + until.tv_nsec / 1000000000L;
     until.tv_nsec %= 1000000000L;
   }
   while (got < n && !src->dry &&
