@@ -344,13 +344,14 @@ zram_set_populate (struct zram *zram)
   pthread_rwlock_unlock (&zram->init_lock);
 }
 
-void
+bool
 zram_prepare_thread (struct zram *zram)
 {
   unsigned char page[2][ZRAM_BLOCK_SIZE], back[ZRAM_BLOCK_SIZE];
   const void *out;
   uint32_t x = 1;
   size_t len, i, k;
+  bool done;
 
   /* One page that compresses, for the decompressor's memory too, and one
    * that does not, whose output fills the thread's output buffer.
@@ -361,6 +362,7 @@ zram_prepare_thread (struct zram *zram)
     page[1][i] = (unsigned char) (x >> 16);
   }
   pthread_rwlock_rdlock (&zram->init_lock);
+  done = !zram->populate || zram_has_table (zram);
   if (zram->populate && zram_has_table (zram))
     for (i = 0; i < ZRAM_MAX_COMPS; i++)
       for (k = 0; k < 2 && zram->confs[i]; k++)
@@ -368,6 +370,7 @@ zram_prepare_thread (struct zram *zram)
             len <= ZRAM_BLOCK_SIZE)
           (void) zcomp_decompress (zram->confs[i], out, len, back);
   pthread_rwlock_unlock (&zram->init_lock);
+  return done;
 }
 
 uint64_t

@@ -195,9 +195,11 @@ void zram_touch_pages (void *p, size_t len);
  * work memory for each of the device's algorithms, by compressing and
  * decompressing one page, so that the thread's first swap request, which
  * comes when memory is already short, need not.  Call it as an I/O
- * thread starts serving the device; it does nothing otherwise.
+ * thread starts serving the device; it does nothing otherwise.  Returns
+ * false when it must be called again: the device has no disksize yet
+ * (and so no algorithms settled).
  */
-void zram_prepare_thread (struct zram *zram);
+bool zram_prepare_thread (struct zram *zram);
 /* Both cost one atomic load (no lock): fine on every request. */
 uint64_t zram_disksize (struct zram *zram);
 bool zram_initialised (struct zram *zram);

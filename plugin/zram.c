@@ -632,7 +632,8 @@ fail (const char *op, int r, uint32_t count, uint64_t offset)
 
 /* Every request starts here: the thread is an I/O flusher, and, for swap,
  * has its work memory before it needs it (zram_prepare_thread; a thread
- * that serves several devices prepares for the first one it serves).
+ * that serves several devices prepares for the first one with a disksize
+ * that it serves).
  */
 static void
 io_thread (struct zram *zram)
@@ -640,10 +641,8 @@ io_thread (struct zram *zram)
   static __thread bool prepared;
 
   io_flusher ();
-  if (!prepared) {
-    prepared = true;
-    zram_prepare_thread (zram);
-  }
+  if (!prepared)
+    prepared = zram_prepare_thread (zram);
 }
 
 static int
