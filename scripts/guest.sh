@@ -40,8 +40,8 @@
 # failure (or with UZRAM_GUEST_KEEP=1) the guest's console log and dmesg are
 # kept and their path printed.  A command that fails in a guest whose
 # kernel took a debug trap nothing had set (the emulated CPU's fault) runs
-# once more in a new guest, and says so.  UZRAM_GUEST_MONITOR=PATH gives qemu's
-# human monitor on Unix socket PATH, for one who must see into a guest
+# once more in a new guest, and says so.  UZRAM_GUEST_MONITOR=PATH gives
+# qemu's human monitor on Unix socket PATH, for one who must see into a guest
 # that can no longer run a program: `sendkey alt-sysrq-w` there has the
 # guest's kernel print its blocked tasks to the console log (with
 # kernel.sysrq set to allow it).
