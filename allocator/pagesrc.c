@@ -676,20 +676,20 @@ alloc_ready (struct page_source *src, void **pages, unsigned n)
     until.tv_sec += READY_WAIT_MS / 1000 + until.tv_nsec / 1000000000L;
     until.tv_nsec %= 1000000000L;
   }
-  while (got < n && !src->dry &&
-         pthread_cond_timedwait (&src->refilled_cond, &src->lock,
-                                 &until) != ETIMEDOUT)
+  while (got < n && !src->dry) {
+    int r = pthread_cond_timedwait (&src->refilled_cond, &src->lock, &until);
+
     got += take_pages (src, pages + got, n - got, NULL, TAKE_READY);
+    if (r == ETIMEDOUT)
+      break;
+  }
   if (got < n) {
-    got += take_pages (src, pages + got, n - got, NULL, TAKE_READY);
-    if (got < n) {
-      /* Until the refiller adds pages, the next ones fail at once. */
-      src->dry = true;
-      spill_locked (src, pages, got);
-      pthread_mutex_unlock (&src->lock);
-      errno = ENOMEM;
-      return -1;
-    }
+    /* Until the refiller adds pages, the next ones fail at once. */
+    src->dry = true;
+    spill_locked (src, pages, got);
+    pthread_mutex_unlock (&src->lock);
+    errno = ENOMEM;
+    return -1;
   }
   pthread_mutex_unlock (&src->lock);
   return 0;
